@@ -1,0 +1,110 @@
+"""The error tree. Each boundary (CLI, HTTP, Celery, per-post error rows) translates these once.
+
+Every error carries a stable machine `code` (used as the problem-details `type` suffix and in
+error rows) and a message written for a person.
+"""
+
+from __future__ import annotations
+
+
+class BackfireError(Exception):
+    code = "backfire-error"
+    #: HTTP status the API answers with when this reaches the boundary.
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_record(self) -> dict[str, str]:
+        return {"type": self.code, "message": self.message}
+
+
+# --- configuration and usage -------------------------------------------------------------------
+class ConfigError(BackfireError):
+    """A settings value, prompt file or policy file is wrong."""
+
+    code = "config-invalid"
+
+
+class UsageError(BackfireError):
+    """The user asked for something that cannot work (bad path, unknown format...)."""
+
+    code = "usage"
+    http_status = 400
+
+
+class InputFormatError(UsageError):
+    """An input file (manifest, export) cannot be read."""
+
+    code = "input-format"
+
+
+# --- models ------------------------------------------------------------------------------------
+class ModelError(BackfireError):
+    code = "model-error"
+
+
+class WeightsMissing(ModelError):
+    """Weights are not on disk and may not (or could not) be downloaded."""
+
+    code = "weights-missing"
+
+
+# --- media: per-post errors ----------------------------------------------------------------------
+class MediaError(BackfireError):
+    """The post's image cannot be used. Fails that post only, never the batch."""
+
+    code = "media-invalid"
+    http_status = 422
+
+
+class EmptyImage(MediaError):
+    code = "image-empty"
+
+
+class UnsupportedFormat(MediaError):
+    code = "image-unsupported-format"
+    http_status = 415
+
+
+class TruncatedImage(MediaError):
+    code = "image-truncated"
+
+
+class ImageTooLarge(MediaError):
+    code = "image-too-large"
+
+
+class CorruptImage(MediaError):
+    code = "image-corrupt"
+
+
+class MediaNotFound(MediaError):
+    code = "media-not-found"
+
+
+# --- fetching ----------------------------------------------------------------------------------
+class FetchError(MediaError):
+    code = "fetch-failed"
+
+
+class BlockedAddress(FetchError):
+    code = "fetch-blocked-address"
+
+
+class FetchTooLarge(FetchError):
+    code = "fetch-too-large"
+    http_status = 413
+
+
+class FetchTimeout(FetchError):
+    code = "fetch-timeout"
+
+
+class FetchHTTPError(FetchError):
+    code = "fetch-http-error"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,1 @@
+"""Media: reading, fetching and decoding untrusted image bytes."""
