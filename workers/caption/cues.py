@@ -30,7 +30,11 @@ _CUES: tuple[tuple[str, re.Pattern[str], float], ...] = (
         1.2,
     ),
     ("laughing emoji", re.compile("[\U0001F602\U0001F923]"), 0.8),
-    ("exaggeration", re.compile(r"(!{2,}|\b(so|sooo+|very|really) (much|happy|safe|proud)\b)", re.I), 0.5),
+    (
+        "exaggeration",
+        re.compile(r"(!{2,}|\b(so|sooo+|very|really) (much|happy|safe|proud)\b)", re.I),
+        0.5,
+    ),
 )
 _PRIOR = -2.0  # a caption with no cue is probably sincere
 

@@ -1,0 +1,143 @@
+"""The shipped caption sarcasm model: it loads, it reads captions the way users write them, and
+its scores are a property of the caption alone (not of the batch around it)."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import pytest
+
+from workers.caption import SHIPPED_MODEL_FILE, load_caption_scorer
+from workers.caption.model import EMPTY_CUE, UNSUPPORTED_SCRIPT_CUE, SarcasmModel
+from workers.config import Settings
+from workers.domain import CaptionScores
+from workers.errors import ConfigError
+
+SARCASTIC = "Oh wonderful, my flight got cancelled again. Love it!"
+SINCERE = "Looking forward to the game tonight with my brother"
+
+EDGE_CASES = {
+    "empty": "",
+    "whitespace": "   \n\t ",
+    "emoji only": "😂😂😂🙄",
+    "url only": "https://t.co/abc123",
+    "mentions only": "@user @someone_else",
+    "rt prefix": "RT @nypd: Proud to serve #myNYPD",
+    "very long": "so great " * 6000,  # 54k characters
+    "japanese": "今日は本当に素晴らしい一日でした",
+    "arabic": "شكرا للشرطة على هذا اليوم الرائع",
+    "spanish": "Qué maravilla, otra vez sin luz en casa",
+    "control chars": "tab\there\x00null\u2028line",
+    "lone surrogate-free symbols": "→ ★ ♥ ✓",
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> SarcasmModel:
+    return SarcasmModel.load(SHIPPED_MODEL_FILE)
+
+
+def _valid(s: CaptionScores) -> None:
+    assert 0.0 <= s.sarcasm <= 1.0
+    assert -1.0 <= s.sentiment <= 1.0
+    assert isinstance(s.cues, tuple)
+    assert s.model.startswith("caption-sarcasm-v1")
+
+
+def test_shipped_model_is_the_default_and_loads_once():
+    first = load_caption_scorer(Settings())
+    assert first.model_id.startswith("caption-sarcasm-v1-")
+    assert load_caption_scorer(Settings()) is first
+
+
+def test_shipped_model_file_is_small_and_not_a_pickle():
+    data = SHIPPED_MODEL_FILE.read_bytes()
+    assert len(data) < 5_000_000
+    assert not data.startswith(b"\x80")  # pickle protocol marker
+
+
+def test_caption_model_file_setting_picks_another_file(tmp_path, model):
+    copy = tmp_path / "mine.safetensors"
+    copy.write_bytes(SHIPPED_MODEL_FILE.read_bytes())
+    scorer = load_caption_scorer(Settings(caption_model_file=copy))
+    assert scorer.model_id == model.model_id
+    with pytest.raises(ConfigError, match="not found"):
+        load_caption_scorer(Settings(caption_model_file=tmp_path / "missing.safetensors"))
+
+
+def test_importing_the_caption_package_does_not_import_torch():
+    import subprocess
+
+    code = "import sys, workers.caption, workers.caption.model; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sarcastic_and_sincere_land_on_the_right_sides(model):
+    sarcastic, sincere = model.score_batch([SARCASTIC, SINCERE])
+    assert sarcastic.sarcasm > 0.5 > sincere.sarcasm
+    assert sarcastic.sentiment > 0  # the words are positive: that is what makes it sarcasm
+
+
+def test_scores_do_not_depend_on_batch_order_or_size(model):
+    texts = [SARCASTIC, SINCERE, *EDGE_CASES.values(), "Great, another Monday."]
+    single = [model.score_one(t) for t in texts]
+    assert model.score_batch(texts) == single
+    order = list(range(len(texts)))
+    random.Random(3).shuffle(order)
+    shuffled = model.score_batch([texts[i] for i in order])
+    assert [shuffled[order.index(i)] for i in range(len(texts))] == single
+    for k in (1, 2, 5):
+        chunks = [model.score_batch(texts[i : i + k]) for i in range(0, len(texts), k)]
+        assert [s for chunk in chunks for s in chunk] == single
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_edge_case_captions_get_valid_scores(model, name):
+    _valid(model.score_one(EDGE_CASES[name]))
+
+
+def test_empty_caption_answers_the_prior_and_says_so(model):
+    s = model.score_one("")
+    assert s.sarcasm == pytest.approx(model.prior)
+    assert s.sentiment == 0.0
+    assert EMPTY_CUE in s.cues
+
+
+def test_non_latin_script_is_not_scored_and_says_so(model):
+    for text in (EDGE_CASES["japanese"], EDGE_CASES["arabic"]):
+        s = model.score_one(text)
+        assert s.sarcasm == pytest.approx(model.prior)
+        assert UNSUPPORTED_SCRIPT_CUE in s.cues
+
+
+def test_rt_prefix_and_mention_handles_do_not_change_the_score(model):
+    plain = model.score_one("Proud to serve #myNYPD").sarcasm
+    assert model.score_one("RT @nypd: Proud to serve #myNYPD").sarcasm == pytest.approx(plain)
+    assert model.score_one("RT @someone_else: Proud to serve #myNYPD").sarcasm == pytest.approx(
+        plain
+    )
+
+
+def test_very_long_caption_is_scored_from_its_start(model):
+    head = "so great " * 200
+    assert model.score_one(head * 30).sarcasm == pytest.approx(model.score_one(head * 3).sarcasm)
+
+
+def test_whitespace_runs_do_not_change_the_score(model):
+    # The SemEval collection left double spaces where #not/#sarcasm was removed; the model must
+    # not be able to read that artefact.
+    assert model.score_one("I love Mondays  ").sarcasm == model.score_one("I love Mondays").sarcasm
+    assert model.score_one("I  love   Mondays").sarcasm == model.score_one("I love Mondays").sarcasm
+
+
+def test_explicit_cues_are_reported(model):
+    assert "#sarcasm" in model.score_one("Great job guys #sarcasm").cues
+
+
+def test_a_foreign_file_is_refused_with_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="cannot read caption model"):
+        SarcasmModel.load(bad)

@@ -1,0 +1,68 @@
+"""Re-evaluating the shipped model on the irony validation split reproduces its documented
+figures, and training is reproducible. Needs ../shared/data/irony (present in CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.caption import SHIPPED_MODEL_FILE
+from workers.caption.data import load_split
+from workers.caption.metrics import evaluate
+from workers.caption.model import SarcasmModel
+
+IRONY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "irony"
+needs_data = pytest.mark.skipif(
+    not (IRONY / "val_text.txt").is_file(),
+    reason=f"irony data not found at {IRONY} (SemEval-2018 3A via TweetEval; never in the repo)",
+)
+TOLERANCE = 0.005
+
+
+@needs_data
+def test_shipped_model_reproduces_its_documented_validation_figures():
+    model = SarcasmModel.load(SHIPPED_MODEL_FILE)
+    documented = model.metadata["validation"]
+    val = load_split(IRONY, "val")
+    fig = evaluate(val.labels, [s.sarcasm for s in model.score_batch(val.texts)])
+    assert fig.n == documented["n"] == 955
+    for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+        assert getattr(fig, key) == pytest.approx(documented[key], abs=TOLERANCE), key
+
+
+@needs_data
+def test_documented_figures_match_the_model_card():
+    documented = SarcasmModel.load(SHIPPED_MODEL_FILE).metadata["validation"]
+    card = (SHIPPED_MODEL_FILE.parent / "caption-sarcasm.md").read_text(encoding="utf-8")
+    for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+        assert f"{documented[key]:.4f}" in card, key
+
+
+@needs_data
+@pytest.mark.slow
+def test_training_is_seeded_and_reproduces_the_shipped_weights():
+    from workers.caption.train import TrainConfig, train
+
+    shipped = SarcasmModel.load(SHIPPED_MODEL_FILE)
+    cfg = TrainConfig(**shipped.metadata["config"])
+    model = train(load_split(IRONY, "train"), cfg)
+    # Same vocabulary and the same weights up to float noise (BLAS threading can move the last
+    # digits of lbfgs, so the id, a digest of the exact bytes, may differ between machines).
+    assert model.vocab == shipped.vocab
+    assert np.abs(model.w_terms - shipped.w_terms).max() < 1e-3
+    assert model.bias == pytest.approx(shipped.bias, abs=1e-3)
+    assert model.platt_a == pytest.approx(shipped.platt_a, abs=1e-3)
+    assert model.platt_c == pytest.approx(shipped.platt_c, abs=1e-3)
+
+
+def test_csv_and_tweeteval_formats_read_the_same(tmp_path):
+    (tmp_path / "train_text.txt").write_text("yay mondays \nnice day \n", encoding="utf-8")
+    (tmp_path / "train_labels.txt").write_text("1\n0\n", encoding="utf-8")
+    csv_text = 'text,label\n"yay mondays",1\nnice day,0\n'
+    (tmp_path / "mine.csv").write_text(csv_text, encoding="utf-8")
+    a = load_split(tmp_path, "train")
+    b = load_split(tmp_path / "mine.csv", "train")
+    assert a.texts == b.texts == ["yay mondays", "nice day"]
+    assert a.labels == b.labels == [1, 0]

@@ -1,0 +1,141 @@
+"""`backfire caption ...`: train and evaluate the caption sarcasm model.
+
+Mounted by workers/cli.py as `app.add_typer(cli_caption.app, name="caption")`. scikit-learn is
+imported only by `train`; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from workers.errors import BackfireError
+
+app = typer.Typer(
+    help="The caption sarcasm model: retrain it on labelled captions, measure it.",
+    no_args_is_help=True,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        exists=True,
+        help="TweetEval folder ({split}_text.txt + {split}_labels.txt), a folder of {split}.csv, "
+        "or one CSV file with columns text,label (label 1 = sarcastic/ironic).",
+    ),
+]
+
+
+def _fail(e: BackfireError) -> typer.Exit:
+    err.print(f"[bold red]error[/]: {e.message}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _print_figures(title: str, fig) -> None:
+    (tn, fp), (fn, tp) = fig.confusion
+    out.print(f"[bold]{title}[/] ({fig.n} captions, decision at p >= 0.5)")
+    out.print(f"  ironic-class F1  {fig.ironic_f1:.4f}")
+    out.print(f"  macro-F1         {fig.macro_f1:.4f}")
+    out.print(f"  accuracy         {fig.accuracy:.4f}")
+    out.print(f"  ECE (10 bins)    {fig.ece:.4f}")
+    out.print("  confusion        pred 0  pred 1")
+    out.print(f"    true 0         {tn:6d}  {fp:6d}")
+    out.print(f"    true 1         {fn:6d}  {tp:6d}")
+
+
+@app.command()
+def train(
+    data: DataOpt,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Model file to write (.safetensors).")
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration folds.")] = 13,
+    c: Annotated[float, typer.Option("--c", help="Inverse L2 strength.")] = 1.0,
+    dense_weight: Annotated[
+        float, typer.Option("--dense-weight", help="Weight of the affective features (0 = off).")
+    ] = 0.0,
+) -> None:
+    """Train a sarcasm model on the `train` split; report the `val` split when there is one.
+
+    Example:
+
+        backfire caption train --data ../shared/data/irony --out my-sarcasm.safetensors
+
+    Then use it with BACKFIRE_CAPTION_MODEL_FILE=path/to/file.safetensors.
+    """
+    from workers.caption.data import has_split, load_split
+    from workers.caption.train import TrainConfig
+    from workers.caption.train import train as fit
+
+    try:
+        train_set = load_split(data, "train")
+        val_set = load_split(data, "val") if data.is_dir() and has_split(data, "val") else None
+        cfg = TrainConfig(c=c, dense_weight=dense_weight, seed=seed)
+        model = fit(train_set, cfg, val_set, progress=lambda m: err.print(f"[dim]{m}[/]"))
+    except BackfireError as e:
+        raise _fail(e) from e
+    except ValueError as e:
+        err.print(f"[bold red]error[/]: {e}")
+        raise typer.Exit(2) from e
+    model.save(out_file)
+    size_mb = out_file.stat().st_size / 1e6
+    out.print(f"wrote {out_file} ({size_mb:.1f} MB), model id {model.model_id}")
+    if val_set is not None:
+        from workers.caption.metrics import EvalFigures
+
+        v = dict(model.metadata["validation"])
+        v.pop("source")
+        v["confusion"] = tuple(tuple(r) for r in v["confusion"])
+        _print_figures("validation", EvalFigures(**v))
+
+
+@app.command("eval")
+def evaluate_cmd(
+    data: DataOpt,
+    model_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            envvar="BACKFIRE_CAPTION_MODEL_FILE",
+            help="Model file; default the shipped model.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Which split of --data to score.")] = "val",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Score a labelled split and print ironic-class F1, macro-F1, accuracy, confusion, ECE.
+
+    Example:
+
+        backfire caption eval --data ../shared/data/irony --split val
+    """
+    from workers.caption import SHIPPED_MODEL_FILE
+    from workers.caption.data import load_split
+    from workers.caption.metrics import evaluate
+    from workers.caption.model import SarcasmModel
+
+    try:
+        items = load_split(data, split)
+        model = SarcasmModel.load(model_file or SHIPPED_MODEL_FILE)
+    except BackfireError as e:
+        raise _fail(e) from e
+    fig = evaluate(items.labels, [s.sarcasm for s in model.score_batch(items.texts)])
+    if as_json:
+        out.print_json(json.dumps({"model": model.model_id, "split": split, **fig.as_dict()}))
+        return
+    out.print(f"model {model.model_id}")
+    _print_figures(f"{split} split of {data}", fig)
+    documented = model.metadata.get("validation")
+    if documented and split == "val":
+        out.print(
+            f"  documented in the model file: ironic-F1 {documented['ironic_f1']:.4f}, "
+            f"macro-F1 {documented['macro_f1']:.4f}, accuracy {documented['accuracy']:.4f}, "
+            f"ECE {documented['ece']:.4f}"
+        )
