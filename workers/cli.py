@@ -26,6 +26,9 @@ scenes_app = typer.Typer(help="The scene labels and their prompts.", no_args_is_
 app.add_typer(model_app, name="model")
 app.add_typer(scenes_app, name="scenes")
 # sub-apps
+from workers import cli_report  # noqa: E402
+
+app.command("report")(cli_report.report)
 from workers import cli_caption  # noqa: E402  (light: typer only; sklearn loads inside `train`)
 
 app.add_typer(cli_caption.app, name="caption")

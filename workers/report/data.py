@@ -1,0 +1,345 @@
+"""Rows → the report model: counts, shares, time buckets, scenes, top posts, failures.
+
+Pure Python over the verdict rows (`PostResult.as_record()`), no images and no HTML: the
+renderer and the API both consume `ReportModel`. Everything here is linear in the number of rows
+so 100,000 rows aggregate in well under a second.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from workers.domain import VERDICTS
+from workers.errors import InputFormatError
+
+#: Keys in `extra` (from export readers) that count re-shares of a post.
+REPOST_KEYS = (
+    "reposts", "repost_count", "retweets", "retweet_count", "shares", "share_count",
+    "boosts", "reblogs_count", "reblogs", "quote_count",
+)  # fmt: skip
+HOURLY_MAX_SPAN = timedelta(days=3)
+
+
+@dataclass
+class Bucket:
+    start: datetime
+    end: datetime
+    posts: int = 0
+    backlash: int = 0
+
+    @property
+    def share(self) -> float | None:
+        return self.backlash / self.posts if self.posts else None
+
+
+@dataclass
+class Group:
+    """Posts of the same image (exact bytes or near-duplicate): reach is counted per group."""
+
+    key: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def posts(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class TopPost:
+    row: dict[str, Any]
+    score: float
+    reach: int
+    same_image_posts: int
+
+
+@dataclass
+class DupCluster:
+    """One photo posted more than once: same bytes, or re-encoded / re-cropped (dHash)."""
+
+    key: str
+    posts: int
+    files: int  # distinct image files (1 = exact reposts only)
+    verdicts: dict[str, int]
+    rep: dict[str, Any]  # the post shown for it: its most confident one
+
+
+@dataclass
+class FailureGroup:
+    code: str
+    count: int
+    example_message: str
+    example_ids: list[str]
+
+
+@dataclass
+class ReportModel:
+    title: str
+    hashtags: list[str]
+    total: int
+    ok: int
+    failed: int
+    counts: dict[str, int]
+    pipeline_versions: list[tuple[str, int]]
+    scored_at: str | None
+    first_post: datetime | None
+    last_post: datetime | None
+    bucket_unit: str  # "hour" | "day"
+    buckets: list[Bucket]
+    undated: int
+    scene_counts: list[tuple[str, str, int]]  # (scene, group, backlash posts showing it)
+    top_backlash: list[TopPost]
+    top_supportive: list[TopPost]
+    clusters: list[DupCluster]
+    failures: list[FailureGroup]
+
+    def share(self, verdict: str) -> float:
+        return self.counts.get(verdict, 0) / self.ok if self.ok else 0.0
+
+
+# --- reading rows -----------------------------------------------------------------------------
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows from a `backfire score` output file (JSONL, or CSV with flattened columns)."""
+    if not path.is_file():
+        raise InputFormatError(f"No such verdicts file: {path}")
+    if path.suffix.lower() == ".csv":
+        yield from _read_csv(path)
+        return
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                # A run killed mid-write leaves a torn last line; one bad line must not hide
+                # the rest of the campaign.
+                continue
+            if not isinstance(row, dict):
+                raise InputFormatError(f"{path}:{n}: expected a JSON object per line")
+            yield row
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        for flat in csv.DictReader(f):
+            row: dict[str, Any] = {k: v for k, v in flat.items() if v not in (None, "")}
+            row["reasons"] = [r for r in (flat.get("reasons") or "").split("; ") if r]
+            row["scenes"] = {
+                k[6:]: _float(v) for k, v in flat.items() if k.startswith("scene_") and v
+            }
+            if "confidence" in row:
+                row["confidence"] = _float(row["confidence"])
+            if flat.get("error_type"):
+                row["error"] = {"type": flat["error_type"], "message": flat.get("error_message")}
+            yield row
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _float(v: Any, default: float = 0.0) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (with Z or offset) or epoch seconds → aware UTC datetime; None if unparseable."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(float(value), UTC)
+        s = str(value).strip()
+        if s.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(s), UTC)
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def reposts_of(row: dict[str, Any]) -> int:
+    """Re-shares the platform counted for this post (0 if the export has none)."""
+    extra = row.get("extra") or {}
+    for key in REPOST_KEYS:
+        if key in extra:
+            return max(0, int(_float(extra[key])))
+    return 0
+
+
+def image_key(row: dict[str, Any]) -> str:
+    """Identity of the image: its sha256 when scored, else its reference, else the post."""
+    return str(row.get("media_sha256") or row.get("image") or f"post:{row.get('post_id')}")
+
+
+def _floor(dt: datetime, unit: str) -> datetime:
+    if unit == "hour":
+        return dt.replace(minute=0, second=0, microsecond=0)
+    return dt.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def make_buckets(times: list[tuple[datetime, bool]]) -> tuple[str, list[Bucket]]:
+    """Hourly buckets for spans up to three days, daily beyond; empty buckets kept (gaps show)."""
+    if not times:
+        return "hour", []
+    lo = min(t for t, _ in times)
+    hi = max(t for t, _ in times)
+    unit = "hour" if hi - lo <= HOURLY_MAX_SPAN else "day"
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    start = _floor(lo, unit)
+    n = int((_floor(hi, unit) - start) / step) + 1
+    buckets = [Bucket(start + i * step, start + (i + 1) * step) for i in range(n)]
+    for t, is_backlash in times:
+        b = buckets[int((t - start) / step)]
+        b.posts += 1
+        b.backlash += is_backlash
+    return unit, buckets
+
+
+# --- the model --------------------------------------------------------------------------------
+def build_model(
+    rows: Iterable[dict[str, Any]],
+    *,
+    scene_thresholds: dict[str, tuple[str, float]] | None = None,
+    clusters: dict[str, str] | None = None,
+    top_n: int = 12,
+    title: str | None = None,
+    scored_at: str | None = None,
+) -> ReportModel:
+    """Aggregate verdict rows.
+
+    `scene_thresholds` maps scene → (group, threshold) from the prompt set; scenes not in it
+    count at 0.5. `clusters` maps an `image_key` to its near-duplicate cluster key, so reposts
+    and re-crops of one photo add up to one reach (see `dedupe.py`).
+    """
+    rows = list(rows)
+    scene_thresholds = scene_thresholds or {}
+    clusters = clusters or {}
+    ok_rows = [r for r in rows if r.get("status", "ok") == "ok" and r.get("verdict")]
+    failed_rows = [r for r in rows if r.get("status") == "error"]
+
+    counts = Counter({v: 0 for v in VERDICTS})
+    counts.update(str(r["verdict"]) for r in ok_rows)
+    versions = Counter(str(r.get("pipeline_version") or "unknown") for r in rows)
+    hashtags = Counter(str(r["hashtag"]).lstrip("#") for r in rows if r.get("hashtag"))
+
+    timed: list[tuple[datetime, bool]] = []
+    undated = 0
+    for r in ok_rows:
+        t = parse_time(r.get("created_at"))
+        if t is None:
+            undated += 1
+        else:
+            timed.append((t, r["verdict"] == "backlash"))
+    unit, buckets = make_buckets(timed)
+
+    scene_hits: Counter[str] = Counter()
+    for r in ok_rows:
+        if r["verdict"] != "backlash":
+            continue
+        for name, p in (r.get("scenes") or {}).items():
+            _group, thr = scene_thresholds.get(name, ("", 0.5))
+            if _float(p) >= thr:
+                scene_hits[name] += 1
+    names = list(scene_thresholds) + sorted(set(scene_hits) - set(scene_thresholds))
+    scene_counts = sorted(
+        ((n, scene_thresholds.get(n, ("", 0.5))[0], scene_hits[n]) for n in names),
+        key=lambda t: -t[2],
+    )
+
+    # Reach: every post of the same (or near-same) image, plus the reposts the platform counted.
+    groups: dict[str, Group] = {}
+    for r in ok_rows:
+        k = image_key(r)
+        k = clusters.get(k, k)
+        groups.setdefault(k, Group(k)).rows.append(r)
+
+    return ReportModel(
+        title=title or _title(hashtags),
+        hashtags=[h for h, _ in hashtags.most_common()],
+        total=len(rows),
+        ok=len(ok_rows),
+        failed=len(failed_rows),
+        counts=dict(counts),
+        pipeline_versions=versions.most_common(),
+        scored_at=scored_at or _latest(rows),
+        first_post=min((t for t, _ in timed), default=None),
+        last_post=max((t for t, _ in timed), default=None),
+        bucket_unit=unit,
+        buckets=buckets,
+        undated=undated,
+        scene_counts=scene_counts,
+        top_backlash=top_posts(groups.values(), "backlash", top_n),
+        top_supportive=top_posts(groups.values(), "supportive", top_n),
+        clusters=dup_clusters(groups.values(), top_n),
+        failures=_failures(failed_rows),
+    )
+
+
+def top_posts(groups: Iterable[Group], verdict: str, n: int) -> list[TopPost]:
+    """One entry per image: the group's most confident post of `verdict`, ranked by
+    confidence × reach, where reach = posts of that image + reposts counted by the platform."""
+    out: list[TopPost] = []
+    for g in groups:
+        mine = [r for r in g.rows if r.get("verdict") == verdict]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: _float(r.get("confidence")))
+        reach = g.posts + sum(reposts_of(r) for r in g.rows)
+        out.append(TopPost(best, _float(best.get("confidence")) * reach, reach, g.posts))
+    out.sort(key=lambda t: (-t.score, str(t.row.get("post_id"))))
+    return out[:n]
+
+
+def dup_clusters(groups: Iterable[Group], n: int) -> list[DupCluster]:
+    out = []
+    for g in groups:
+        if g.posts < 2:
+            continue
+        rep = max(g.rows, key=lambda r: _float(r.get("confidence")))
+        verdicts = Counter(str(r.get("verdict")) for r in g.rows)
+        files = len({image_key(r) for r in g.rows})
+        out.append(DupCluster(g.key, g.posts, files, dict(verdicts.most_common()), rep))
+    out.sort(key=lambda c: (-c.posts, c.key))
+    return out[:n]
+
+
+def _failures(rows: list[dict[str, Any]]) -> list[FailureGroup]:
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by[str((r.get("error") or {}).get("type") or "unknown")].append(r)
+    return sorted(
+        (
+            FailureGroup(
+                code,
+                len(rs),
+                str((rs[0].get("error") or {}).get("message") or ""),
+                [str(r.get("post_id")) for r in rs[:5]],
+            )
+            for code, rs in by.items()
+        ),
+        key=lambda f: -f.count,
+    )
+
+
+def _title(hashtags: Counter[str]) -> str:
+    if not hashtags:
+        return "Campaign report"
+    if len(hashtags) == 1:
+        return f"#{next(iter(hashtags))}"
+    return " ".join(f"#{h}" for h, _ in hashtags.most_common(3)) + (
+        f" and {len(hashtags) - 3} more" if len(hashtags) > 3 else ""
+    )
+
+
+def _latest(rows: list[dict[str, Any]]) -> str | None:
+    # Rows written by the store carry scored_at; JSONL rows may not (the CLI passes file mtime).
+    stamps = [str(r["scored_at"]) for r in rows if r.get("scored_at")]
+    return max(stamps) if stamps else None
