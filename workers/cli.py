@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from workers.config import Settings, get_settings
-from workers.errors import BackfireError
+from workers.errors import BackfireError, ConfigError
 
 app = typer.Typer(
     name="backfire",
@@ -45,13 +45,19 @@ def fail(e: BackfireError) -> typer.Exit:
 
 def settings_with(**overrides: Any) -> Settings:
     """The process settings with the CLI options that were actually given laid on top."""
+    from pydantic import ValidationError
+
     given = {k: v for k, v in overrides.items() if v is not None}
-    return get_settings().model_copy(update=given)
+    try:
+        return get_settings().model_copy(update=given)
+    except ValidationError as e:
+        raise fail(ConfigError(f"Invalid BACKFIRE_* setting:\n{e}")) from None
 
 
 # Shared options: each has an environment twin (the same variable the Settings object reads).
 BatchSize = Annotated[
-    int | None, typer.Option("--batch-size", envvar="BACKFIRE_BATCH_SIZE", help="Images per model call.")
+    int | None,
+    typer.Option("--batch-size", envvar="BACKFIRE_BATCH_SIZE", help="Images per model call."),
 ]
 Checkpoint = Annotated[
     Path | None,
@@ -77,7 +83,8 @@ ModelConfig = Annotated[
 def score(
     path: Annotated[Path, typer.Argument(help="Folder of images, or a CSV/JSONL manifest.")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output file (.jsonl or .csv); default stdout.")
+        Path | None,
+        typer.Option("--out", "-o", help="Output file (.jsonl or .csv); default stdout."),
     ] = None,
     hashtag: Annotated[
         str | None, typer.Option("--hashtag", help="Hashtag for posts that don't name one.")
@@ -94,7 +101,8 @@ def score(
     allow_private_network: Annotated[
         bool,
         typer.Option(
-            "--allow-private-network", envvar="BACKFIRE_ALLOW_PRIVATE_NETWORK",
+            "--allow-private-network",
+            envvar="BACKFIRE_ALLOW_PRIVATE_NETWORK",
             help="Allow image URLs on loopback/private addresses (tests, intranets).",
         ),
     ] = False,
@@ -109,7 +117,9 @@ def score(
     offline: Annotated[
         bool, typer.Option("--offline", envvar="BACKFIRE_OFFLINE", help="Never download weights.")
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar.")
+    ] = True,
 ) -> None:
     """Score a hashtag's posts and write one verdict (or error) row per post.
 
@@ -167,7 +177,7 @@ def scenes_list(
     """
     from workers.scenes.prompts import load_prompt_set
 
-    settings = get_settings()
+    settings = settings_with()
     try:
         ps = load_prompt_set(settings.scenes_file)
     except BackfireError as e:

@@ -30,7 +30,10 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BACKFIRE_", env_file=".env", extra="ignore")
+    # An empty variable (BACKFIRE_CHECKPOINT=) means "not set", as it does in a shell.
+    model_config = SettingsConfigDict(
+        env_prefix="BACKFIRE_", env_file=".env", extra="ignore", env_parse_none_str=""
+    )
 
     # --- scene model -------------------------------------------------------------------------
     model_name: str = Field("ViT-B-32", description="open_clip architecture name.")
@@ -60,8 +63,8 @@ class Settings(BaseSettings):
     # --- storage -----------------------------------------------------------------------------
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     data_dir: Path = Field(default_factory=_default_data_dir)
-    media_dir: Path | None = Field(None, description="Content-addressed media; default data_dir/media.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    media_dir: Path | None = Field(None, description="Content-addressed media; default data/media.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data.")
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # --- decoding and fetching untrusted media ------------------------------------------------
@@ -73,6 +76,37 @@ class Settings(BaseSettings):
         False, description="Allow URLs resolving to loopback/private addresses (tests, intranets)."
     )
     loader_threads: int = Field(2, ge=1, description="Threads reading/fetching/decoding media.")
+
+    # --- API and queue (service/, workers/celery_app.py) ---------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_max_body_bytes: int = Field(
+        20 * 1024 * 1024, description="Request bodies are cut off (413) past this many bytes."
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests per API key per minute, shared via Redis; 0 = off."
+    )
+    redis_key_prefix: str = Field("backfire", description="Prefix of every Redis key we write.")
+    queue_name: str = Field("backfire", description="Celery queue the scoring tasks go to.")
+    redis_timeout_s: float = Field(1.0, description="Connect/read timeout for Redis calls.")
+    worker_concurrency: int = Field(1, ge=1, description="Worker processes per `backfire worker`.")
+    task_time_limit_s: int = Field(300, description="Hard time limit of one scoring task.")
+    visibility_timeout_s: int = Field(
+        3600, description="Redis redelivers unacked messages after this; above the slowest task."
+    )
+    max_attempts: int = Field(3, ge=1, description="Crashes before a post is quarantined.")
+    reconcile_after_s: float = Field(
+        300.0, description="Re-enqueue posts left queued/running longer than this."
+    )
+    reconcile_every_s: float = Field(
+        30.0, description="Reconciler period inside `backfire worker`; 0 = off."
+    )
+    webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 secret signing webhook bodies; callbacks need it set."
+    )
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_s: float = Field(2.0, description="First retry delay; doubles per attempt.")
+    webhook_timeout_s: float = 10.0
 
     @property
     def resolved_media_dir(self) -> Path:

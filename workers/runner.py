@@ -107,7 +107,9 @@ class Runner:
 
     # --- main loop -----------------------------------------------------------------------------
     def run(
-        self, records: Iterable[Record], write: Callable[[dict[str, Any]], None],
+        self,
+        records: Iterable[Record],
+        write: Callable[[dict[str, Any]], None],
         skip_ids: set[str] | None = None,
     ) -> RunStats:
         skip = skip_ids or set()
@@ -123,7 +125,9 @@ class Runner:
                 self._score_window(pending.popleft(), write)
         return self.stats
 
-    def _windows(self, records: Iterable[Record], skip: set[str], seen: set[str]) -> Iterator[list[Post]]:
+    def _windows(
+        self, records: Iterable[Record], skip: set[str], seen: set[str]
+    ) -> Iterator[list[Post]]:
         window: list[Post] = []
         for rec in records:
             if isinstance(rec, ReadProblem):
@@ -172,7 +176,8 @@ class Runner:
         results = {}
         if good:
             scored = self.pipeline.results(
-                [it.post for it in good], [self._scenes[it.sha] for it in good],  # type: ignore[index]
+                [it.post for it in good],
+                [self._scenes[it.sha] for it in good],  # type: ignore[index]
                 [it.sha for it in good],  # type: ignore[misc]
             )
             results = {id(it): r for it, r in zip(good, scored, strict=True)}

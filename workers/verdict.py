@@ -31,6 +31,14 @@ class SupportiveWeights(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     friendly: float = Weight
     warm_over_police: float = Weight
+    sarcasm_damping: float = Weight
+
+
+class CaptionRules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sarcasm_floor: float = Field(ge=0.0, lt=1.0)
+    strong_cues: list[str] = Field(default_factory=list)
+    strong_cue_evidence: float = Weight
 
 
 class Thresholds(BaseModel):
@@ -49,6 +57,7 @@ class Policy(BaseModel):
     version: int
     backlash: BacklashWeights
     supportive: SupportiveWeights
+    caption: CaptionRules
     thresholds: Thresholds
 
     @cached_property
@@ -93,7 +102,7 @@ class VerdictPolicy:
         _, friendly = _argmax(scenes, self.friendly)
         _, police = _argmax(scenes, self.police)
         _, off = _argmax(scenes, self.off_topic)
-        s = caption.sarcasm
+        s = self.sarcasm_evidence(caption)
         v = caption.sentiment
         positivity, negativity = max(v, 0.0), max(-v, 0.0)
         # A neutral caption (v = 0) over a force scene is already half-incongruous: that is how
@@ -108,7 +117,7 @@ class VerdictPolicy:
             p.backlash.negative_over_police * negativity * police,
         )
         supportive = _noisy_or(
-            p.supportive.friendly * friendly * (1.0 - s),
+            p.supportive.friendly * friendly * (1.0 - p.supportive.sarcasm_damping * s),
             p.supportive.warm_over_police * positivity * police * (1.0 - s) * (1.0 - force),
         )
         signals = {
@@ -116,6 +125,7 @@ class VerdictPolicy:
             "police_presence": police,
             "off_topic": off,
             "incongruity": incongruity,
+            "sarcasm_evidence": s,
             "backlash_score": backlash,
             "supportive_score": supportive,
         }
@@ -140,13 +150,19 @@ class VerdictPolicy:
             reasons += self._scene_reasons(scenes, self.friendly)
             if positivity >= t.sentiment_reason:
                 reasons.append(f"caption positive {positivity:.2f}")
-            if s < t.sarcasm_reason:
-                reasons.append(f"caption sincere (sarcasm {s:.2f})")
+            if caption.sarcasm < t.sarcasm_reason:
+                reasons.append(f"caption sincere (sarcasm {caption.sarcasm:.2f})")
             return Verdict("supportive", supportive, tuple(reasons), signals)
 
         reasons += self._scene_reasons(scenes, self.police) or [f"police presence {police:.2f}"]
         reasons.append(f"weak evidence (backlash {backlash:.2f}, supportive {supportive:.2f})")
         return Verdict("neutral", 1.0 - max(backlash, supportive), tuple(reasons), signals)
+
+    def sarcasm_evidence(self, caption: CaptionScores) -> float:
+        rules = self.policy.caption
+        excess = (caption.sarcasm - rules.sarcasm_floor) / (1.0 - rules.sarcasm_floor)
+        cue = rules.strong_cue_evidence if set(caption.cues) & set(rules.strong_cues) else 0.0
+        return max(0.0, min(1.0, excess), cue)
 
     def _scene_reasons(self, scenes: dict[str, float], names: list[str]) -> list[str]:
         hits = [
@@ -157,7 +173,7 @@ class VerdictPolicy:
     def _caption_reasons(self, caption: CaptionScores) -> list[str]:
         t = self.policy.thresholds
         out = []
-        if caption.sarcasm >= t.sarcasm_reason:
+        if self.sarcasm_evidence(caption) >= t.sarcasm_reason:
             cues = f" ({', '.join(caption.cues)})" if caption.cues else ""
             out.append(f"caption sarcasm {caption.sarcasm:.2f}{cues}")
         if -caption.sentiment >= t.sentiment_reason:

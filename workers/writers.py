@@ -33,7 +33,9 @@ def out_format_for(path: Path, explicit: str | None = None) -> str:
         return "jsonl"
     if suffix == "csv":
         return "csv"
-    raise UsageError(f"Cannot tell the output format of {path}; use .jsonl or .csv or --out-format.")
+    raise UsageError(
+        f"Cannot tell the output format of {path}; use .jsonl or .csv or --out-format."
+    )
 
 
 class JsonlWriter:

@@ -121,7 +121,10 @@ def _open(data: bytes, fmt: str) -> Image.Image:
         # formats=[fmt]: Pillow must not guess another parser than the one the bytes announce.
         return Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError as e:
-        raise ImageTooLarge(f"The image is too large to decode safely ({e}).") from e
+        # Pillow refuses before we can read the size: far over any sane limit.
+        raise ImageTooLarge(
+            f"The image declares far too many pixels to decode safely ({e})."
+        ) from e
     except UnidentifiedImageError as e:
         raise CorruptImage(
             f"The file starts like a {fmt} image but its header is damaged or incomplete."

@@ -97,7 +97,7 @@ class ClipEncoder:
             self.model_id = f"{model_name}@{settings.pretrained}"
         cache_dir = settings.cache_dir / "open_clip"
         if settings.offline:
-            os.environ["HF_HUB_OFFLINE"] = "1"
+            _hub_offline()
         try:
             model, preprocess = open_clip.create_model_from_pretrained(
                 model_name,
@@ -106,7 +106,7 @@ class ClipEncoder:
                 cache_dir=str(cache_dir),
                 weights_only=True,  # never unpickle arbitrary objects from a weights file
             )
-        except (RuntimeError, FileNotFoundError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - open_clip signals bad weights in many ways
             if settings.checkpoint is not None:
                 raise ModelError(
                     f"Could not load checkpoint {settings.checkpoint} into {model_name}: {e}"
@@ -141,6 +141,15 @@ class ClipEncoder:
                 tokens = self.tokenizer(texts[i : i + batch_size]).to(self.device)
                 out.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
         return np.concatenate(out, axis=0)
+
+
+def _hub_offline() -> None:
+    """Make huggingface_hub (open_clip's downloader) answer from its cache only. It reads
+    HF_HUB_OFFLINE once at import, so an already-imported hub needs its constant set too."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
 
 
 def _first_line(e: BaseException) -> str:

@@ -1,0 +1,103 @@
+"""The real open_clip loading, prompt caching and batching code, on a tiny random architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import image_bytes
+from workers.config import MODEL_CARDS_DIR
+from workers.errors import ConfigError, WeightsMissing
+from workers.pipeline import Pipeline
+
+
+def test_batch_of_8_equals_8_singles(tiny_settings):
+    pipe = Pipeline.from_settings(tiny_settings.model_copy(update={"batch_size": 8}))
+    colours = [(i * 30, 255 - i * 30, (i * 70) % 255) for i in range(8)]
+    prepared = [
+        pipe.prepare(image_bytes(c, size=(200 + 10 * i, 150))) for i, c in enumerate(colours)
+    ]
+    batched = pipe.encoder.encode_images([p.tensor for p in prepared])
+    singles = np.concatenate([pipe.encoder.encode_images([p.tensor]) for p in prepared])
+    assert batched.shape == (8, 32)
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+    probs_b = pipe.scene_probabilities(prepared)
+    pipe.settings = pipe.settings.model_copy(update={"batch_size": 1})
+    probs_s = pipe.scene_probabilities(prepared)
+    for a, b in zip(probs_b, probs_s, strict=True):
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) < 1e-5 for k in a)
+
+
+def test_model_is_in_eval_mode_and_deterministic(tiny_settings):
+    pipe = Pipeline.from_settings(tiny_settings)
+    assert not pipe.encoder.model.training
+    p = pipe.prepare(image_bytes((10, 20, 30)))
+    a = pipe.encoder.encode_images([p.tensor])
+    b = pipe.encoder.encode_images([p.tensor])
+    np.testing.assert_array_equal(a, b)
+    assert abs(float(np.linalg.norm(a[0])) - 1.0) < 1e-5
+
+
+def test_prompt_cache_hit_on_second_run(tiny_settings):
+    first = Pipeline.from_settings(tiny_settings)
+    assert not first.scenes.cache_hit
+    cached = list((tiny_settings.cache_dir / "prompt-embeddings").glob("*.npz"))
+    assert len(cached) == 1
+    second = Pipeline.from_settings(tiny_settings)
+    assert second.scenes.cache_hit
+    np.testing.assert_array_equal(first.scenes.positive, second.scenes.positive)
+    assert first.version == second.version
+
+
+def test_changed_prompt_file_changes_version_and_misses_cache(tiny_settings, tmp_path):
+    base = Pipeline.from_settings(tiny_settings)
+    text = (MODEL_CARDS_DIR / "scenes.yaml").read_text()
+    changed = tmp_path / "scenes.yaml"
+    changed.write_text(text.replace("police officers arresting a person", "an arrest in progress"))
+    other = Pipeline.from_settings(tiny_settings.model_copy(update={"scenes_file": changed}))
+    assert not other.scenes.cache_hit
+    assert other.version != base.version
+    assert len(list((tiny_settings.cache_dir / "prompt-embeddings").glob("*.npz"))) == 2
+
+
+def test_changed_checkpoint_changes_version(tiny_settings, tmp_path):
+    from tests.fakes import make_tiny_clip
+
+    _, other_ckpt = make_tiny_clip(tmp_path / "other", seed=1)
+    a = Pipeline.from_settings(tiny_settings)
+    b = Pipeline.from_settings(tiny_settings.model_copy(update={"checkpoint": other_ckpt}))
+    assert a.version != b.version
+
+
+def test_missing_pretrained_weights_offline_says_how_to_get_them(settings):
+    with pytest.raises(WeightsMissing) as ei:
+        Pipeline.from_settings(settings.model_copy(update={"offline": True}))
+    msg = ei.value.message
+    assert "backfire model pull" in msg and "--checkpoint" in msg and "BACKFIRE_CACHE_DIR" in msg
+
+
+def test_missing_checkpoint_file(settings, tmp_path):
+    with pytest.raises(WeightsMissing, match="not found"):
+        Pipeline.from_settings(settings.model_copy(update={"checkpoint": tmp_path / "no.pt"}))
+
+
+def test_checkpoint_for_another_architecture_is_refused_not_random(settings, tiny_clip):
+    """Strict loading: tiny weights into ViT-B-32 must fail loudly, never run half-random."""
+    from workers.errors import ModelError
+
+    _, ckpt = tiny_clip
+    with pytest.raises(ModelError, match="Could not load checkpoint"):
+        Pipeline.from_settings(settings.model_copy(update={"checkpoint": ckpt}))
+
+
+def test_unknown_pretrained_tag(settings):
+    with pytest.raises(ConfigError, match="not a pretrained tag"):
+        Pipeline.from_settings(settings.model_copy(update={"pretrained": "nonsense"}))
+
+
+def test_invalid_prompt_file_is_a_clear_error(tiny_settings, tmp_path):
+    bad = tmp_path / "scenes.yaml"
+    bad.write_text("version: 1\ntemplates: ['no slot']\nscenes: {}\n")
+    with pytest.raises(ConfigError, match="invalid"):
+        Pipeline.from_settings(tiny_settings.model_copy(update={"scenes_file": bad}))
