@@ -28,12 +28,15 @@ Reader = Callable[[Path, str | None], Iterator[Record]]
 
 
 def _readers() -> dict[str, Reader]:
-    from workers.sources import folder, manifest
+    from workers.sources import bluesky, folder, manifest, mastodon, twarc2
 
     return {
         "folder": folder.read_folder,
         "csv": manifest.read_csv,
         "jsonl": manifest.read_jsonl,
+        "twarc2": twarc2.read_twarc2,
+        "mastodon": mastodon.read_mastodon,
+        "bluesky": bluesky.read_bluesky,
     }
 
 
@@ -48,10 +51,27 @@ def detect_format(path: Path) -> str:
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
+        return _sniff_json(path)
     raise UsageError(
         f"Cannot tell the format of {path}; pass --format ({', '.join(formats()[1:])})."
     )
+
+
+def _sniff_json(path: Path) -> str:
+    """Which platform wrote this JSON export, from the shape of its first document."""
+    from workers.sources import bluesky, mastodon, twarc2
+    from workers.sources.jsondocs import first_document
+
+    doc = first_document(path)
+    if isinstance(doc, dict) and "post_id" in doc:
+        return "jsonl"  # our own manifest columns win over any look-alike field
+    if twarc2.is_twarc2(doc):
+        return "twarc2"
+    if mastodon.is_mastodon(doc):
+        return "mastodon"
+    if bluesky.is_bluesky(doc):
+        return "bluesky"
+    return "jsonl"  # a Backfire manifest (post_id, image, caption...)
 
 
 def open_reader(path: Path, fmt: str = "auto", hashtag: str | None = None) -> Iterator[Record]:
