@@ -108,3 +108,61 @@ class FetchHTTPError(FetchError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+# --- API and queue -----------------------------------------------------------------------------
+class ApiError(BackfireError):
+    code = "api-error"
+    http_status = 400
+
+
+class Unauthenticated(ApiError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class KeyRevoked(ApiError):
+    code = "api-key-revoked"
+    http_status = 403
+
+
+class NotFound(ApiError):
+    code = "not-found"
+    http_status = 404
+
+
+class RateLimited(ApiError):
+    code = "rate-limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTooLarge(ApiError):
+    code = "request-too-large"
+    http_status = 413
+
+
+class InvalidRequest(ApiError):
+    code = "invalid-request"
+    http_status = 422
+
+
+class UnsupportedMediaType(ApiError):
+    """The request body is neither multipart/form-data nor JSON."""
+
+    code = "unsupported-media-type"
+    http_status = 415
+
+
+class Unavailable(ApiError):
+    """A dependency (database, Redis, workers) does not answer; try again later."""
+
+    code = "unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

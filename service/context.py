@@ -1,0 +1,56 @@
+"""What the API process holds for its lifetime, built once from the Settings object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from service.ratelimit import RateLimiter
+from workers.config import Settings
+from workers.media.decode import DecodeLimits
+from workers.media.fetch import FetchPolicy
+from workers.queue import Publisher
+from workers.store import Database, open_database
+from workers.store.blobs import BlobStore
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    celery: Celery
+    publisher: Publisher
+    redis: redis.Redis
+    limiter: RateLimiter
+    fetch_policy: FetchPolicy
+    decode_limits: DecodeLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiContext:
+        from workers.celery_app import create_app
+
+        db = open_database(settings)
+        celery = create_app(settings)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            blobs=BlobStore(settings.resolved_media_dir),
+            celery=celery,
+            publisher=Publisher(celery, db),
+            redis=client,
+            limiter=RateLimiter(client, settings.redis_key_prefix, settings.rate_limit_per_minute),
+            fetch_policy=FetchPolicy.from_settings(settings),
+            decode_limits=DecodeLimits(max_pixels=settings.max_image_pixels),
+        )
+
+    def close(self) -> None:
+        self.db.dispose()
+        self.redis.close()

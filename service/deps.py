@@ -1,0 +1,36 @@
+"""Dependencies as `Annotated` aliases: routes say what they need, not how to get it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.context import ApiContext
+from workers.store.keys import Principal, authenticate
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def _api_key(
+    authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
+    x_api_key: Annotated[str | None, Header(description="The API key (alternative).")] = None,
+) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return x_api_key
+
+
+def get_principal(ctx: Ctx, key: Annotated[str | None, Depends(_api_key)]) -> Principal:
+    """Authenticate (401/403), then count the request against the key's rate limit (429)."""
+    principal = authenticate(ctx.db, key)
+    ctx.limiter.hit(principal.key_id)
+    return principal
+
+
+CurrentKey = Annotated[Principal, Depends(get_principal)]

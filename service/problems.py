@@ -1,0 +1,107 @@
+"""The one translation of errors into HTTP answers: RFC 9457 problem details
+(`application/problem+json`) with a specific `type` per error and a sentence for a person."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workers.errors import BackfireError, RateLimited, Unavailable
+
+log = logging.getLogger("backfire.api")
+
+PROBLEM_BASE = "https://backfire.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+_TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 413: "Content too large", 415: "Unsupported media type",
+    422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
+    503: "Service unavailable",
+}  # fmt: skip
+
+
+def problem(
+    status: int, code: str, detail: str, instance: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, RateLimited | Unavailable):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
+def problem_response(exc: BackfireError, instance: str | None = None) -> JSONResponse:
+    status = exc.http_status
+    if status >= 500 and not isinstance(exc, Unavailable):
+        log.error("internal error: %s", exc.message)
+        detail = "Something went wrong on our side; the error was logged."
+        return JSONResponse(problem(500, "internal", detail, instance), 500, media_type=MEDIA_TYPE)
+    return JSONResponse(
+        problem(status, exc.code, exc.message, instance),
+        status_code=status,
+        headers=error_headers(exc),
+        media_type=MEDIA_TYPE,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(BackfireError)
+    async def _backfire(request: Request, exc: BackfireError) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
+        detail = f"The request is not valid: {where or 'body'}: {first['msg']}."
+        return JSONResponse(
+            problem(422, "invalid-request", detail, request.url.path, errors=errors),
+            422,
+            media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return JSONResponse(
+            problem(exc.status_code, code, str(exc.detail), request.url.path),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+            media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return problem_response(
+            Unavailable("The database does not answer; try again shortly.", 5), request.url.path
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        detail = "Something went wrong on our side; the error was logged."
+        return JSONResponse(
+            problem(500, "internal", detail, request.url.path), 500, media_type=MEDIA_TYPE
+        )

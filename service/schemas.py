@@ -1,0 +1,113 @@
+"""Pydantic schemas: the API contract (and the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Status = Literal["queued", "running", "done", "failed", "quarantined"]
+VerdictName = Literal["backlash", "supportive", "neutral", "off_topic"]
+
+
+class PostFields(BaseModel):
+    """Post metadata sent with the image (multipart form fields, or JSON)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    caption: str = Field("", max_length=10_000)
+    post_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Your id; re-POSTing it is idempotent."
+    )
+    hashtag: str | None = Field(None, max_length=200)
+    created_at: str | None = Field(None, description="ISO 8601 time the post was published.")
+    author: str | None = Field(None, max_length=200)
+    callback_url: str | None = Field(
+        None, max_length=2000, description="Webhook URL POSTed (signed) when the post finishes."
+    )
+
+    @field_validator("hashtag")
+    @classmethod
+    def _strip_hash(cls, v: str | None) -> str | None:
+        return v.lstrip("#") or None if v is not None else None
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError as e:
+                raise ValueError("created_at must be an ISO 8601 date-time") from e
+        return v or None
+
+
+class PostFromUrl(PostFields):
+    image_url: str = Field(..., max_length=2000, description="http(s) URL of the image.")
+
+
+class PostAccepted(BaseModel):
+    id: str
+    post_id: str
+    status: Status
+    status_url: str
+    duplicate: bool = Field(description="True when this post id / Idempotency-Key existed.")
+
+
+class Webhook(BaseModel):
+    status: str | None
+    attempts: int
+
+
+class PostOut(BaseModel):
+    id: str
+    post_id: str
+    status: Status
+    hashtag: str | None
+    caption: str
+    author: str | None
+    created_at: str | None
+    accepted_at: str | None
+    finished_at: str | None
+    attempts: int
+    media_sha256: str
+    image_url: str | None
+    pipeline_version: str | None
+    verdict: VerdictName | None
+    confidence: float | None
+    reasons: list[str] | None
+    scenes: dict[str, float] | None
+    detected_scenes: list[str] | None
+    caption_scores: dict[str, Any] | None
+    signals: dict[str, float] | None
+    error: dict[str, str] | None
+    webhook: Webhook | None
+    links: dict[str, str]
+
+
+class PostPage(BaseModel):
+    items: list[PostOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class HashtagSummary(BaseModel):
+    hashtag: str
+    posts: int
+    by_status: dict[str, int]
+    by_verdict: dict[str, int]
+    by_scene: dict[str, int]
+    backlash_share: float | None = Field(description="backlash / posts with a verdict.")
+    first_post_at: datetime | None
+    last_post_at: datetime | None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None

@@ -1,0 +1,46 @@
+"""API fixtures: an app on a temp SQLite database, the shared Redis under a unique key prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from workers.config import Settings
+from workers.store import open_database
+from workers.store.keys import create_key
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return settings.model_copy(
+        update={
+            "redis_key_prefix": f"bftest-{tag}",
+            "queue_name": f"q-{tag}",
+            "rate_limit_per_minute": 1000,
+            "webhook_secret": "test-secret",
+            "allow_private_network": True,
+            "max_image_pixels": 1_000_000,
+        }
+    )
+
+
+@pytest.fixture
+def client(api_settings: Settings) -> Iterator[TestClient]:
+    from service.app import create_app
+
+    with TestClient(create_app(api_settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def api_key(api_settings: Settings, client: TestClient) -> str:
+    return create_key(open_database(api_settings, upgrade=False), "tester")
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}

@@ -1,0 +1,180 @@
+"""Celery tasks: thin, like web views. Load the row, call the pipeline, write the result.
+
+State (database, media store, pipeline) is built once per worker process, in that process: the
+model loads at `worker_process_init`, and nothing opened in the parent is used after fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery import shared_task
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+
+from workers.celery_app import SCORE_TASK, WEBHOOK_TASK
+from workers.config import Settings, get_settings
+from workers.domain import Post
+from workers.errors import MediaError
+from workers.store import Database, open_database
+from workers.store import posts as repo
+from workers.store.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from workers.pipeline import Pipeline
+
+log = logging.getLogger("backfire.worker")
+
+
+@dataclass
+class WorkerState:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    _pipeline: Pipeline | None = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            from workers.pipeline import Pipeline
+
+            self._pipeline = Pipeline.from_settings(
+                self.settings, processes=self.settings.worker_concurrency
+            )
+        return self._pipeline
+
+
+_state: WorkerState | None = None
+_parent_db: Database | None = None  # the reconciler's, in the main worker process
+
+
+def state() -> WorkerState:
+    global _state
+    if _state is None:
+        settings = get_settings()
+        blobs = BlobStore(settings.resolved_media_dir)
+        _state = WorkerState(settings, open_database(settings), blobs)
+    return _state
+
+
+@worker_process_init.connect
+def _init_child(**_: Any) -> None:
+    # Connections inherited from the parent belong to the parent: drop them without closing.
+    if _parent_db is not None:
+        _parent_db.engine.dispose(close=False)
+        if _parent_db.read_engine is not _parent_db.engine:
+            _parent_db.read_engine.dispose(close=False)
+    global _state
+    _state = None
+    state().pipeline  # noqa: B018  load the model now, not in the first task
+
+
+def _post_of(row: Any) -> Post:
+    return Post(
+        post_id=row.post_id,
+        image=row.image_url,
+        caption=row.caption or "",
+        hashtag=row.hashtag,
+        created_at=row.created_at,
+        author=row.author,
+    )
+
+
+@shared_task(name=SCORE_TASK, bind=True, ignore_result=True)
+def score_post(self: Any, seq: int) -> str:
+    """Score post `seq` once per pipeline version, whatever the number of deliveries."""
+    st = state()
+    pipeline = st.pipeline
+    outcome = repo.claim(st.db, seq, pipeline.version, st.settings.max_attempts)
+    if outcome != "run":
+        if outcome == "quarantined":
+            log.warning("post %s quarantined after repeated worker crashes", seq)
+            _maybe_webhook(st, seq)
+        return outcome
+    view = repo.get_by_seq(st.db, seq)
+    assert view is not None
+    row = view.post
+    post = _post_of(row)
+    started = time.perf_counter()
+    try:
+        data = st.blobs.get(row.media_sha256)
+        cached = repo.cached_scenes(st.db, row.media_sha256, pipeline.version)
+        if cached is not None:  # identical image already scored: caption + policy only
+            result = pipeline.results([post], [cached], [row.media_sha256])[0]
+        else:
+            result = pipeline.score_items([(post, data)])[0]
+            if result.scenes is not None:
+                repo.cache_scenes(st.db, row.media_sha256, pipeline.version, result.scenes)
+    except MediaError as e:
+        result = pipeline.error_result(post, e, row.media_sha256)
+    except Exception as e:
+        # Unexpected: keep the reason; the post stays `running` and the reconciler retries it,
+        # counting attempts, until it is quarantined.
+        error = {"type": "worker-error", "message": f"{type(e).__name__}: {e}"}
+        repo.record_error(st.db, seq, error)
+        raise
+    elapsed = time.perf_counter() - started
+    thresholds = {n: s.threshold for n, s in pipeline.scenes.prompts.scenes.items()}
+    detected = sorted(n for n, p in (result.scenes or {}).items() if p >= thresholds.get(n, 1.0))
+    repo.record_result(
+        st.db, seq, pipeline.version, result.as_record(), detected=detected, scoring_s=elapsed
+    )
+    _maybe_webhook(st, seq)
+    return "done" if result.ok else "failed"
+
+
+def _maybe_webhook(st: WorkerState, seq: int) -> None:
+    view = repo.get_by_seq(st.db, seq)
+    if view is not None and view.post.callback_url and view.post.webhook_status == "pending":
+        deliver_webhook.apply_async(args=[seq, 1])
+
+
+@shared_task(name=WEBHOOK_TASK, bind=True, ignore_result=True)
+def deliver_webhook(self: Any, seq: int, attempt: int = 1) -> str:
+    """POST the finished post to its callback URL; retried with exponential backoff."""
+    from workers.webhooks import deliver
+
+    st = state()
+    view = repo.get_by_seq(st.db, seq)
+    if view is None or not view.post.callback_url or view.post.webhook_status == "delivered":
+        return "skip"
+    ok, reason = deliver(st.settings, view)
+    if ok:
+        repo.set_webhook_state(st.db, seq, "delivered", attempt)
+        return "delivered"
+    if attempt >= st.settings.webhook_max_attempts:
+        repo.set_webhook_state(st.db, seq, "failed", attempt)
+        log.warning("webhook for post %s failed after %d attempts: %s", seq, attempt, reason)
+        return "failed"
+    repo.set_webhook_state(st.db, seq, "pending", attempt)
+    delay = st.settings.webhook_backoff_s * 2 ** (attempt - 1)
+    deliver_webhook.apply_async(args=[seq, attempt + 1], countdown=delay)
+    return "retrying"
+
+
+# --- the reconciler inside the worker's main process ------------------------------------------
+_stop = threading.Event()
+
+
+@worker_ready.connect
+def _start_reconciler(sender: Any = None, **_: Any) -> None:
+    settings = get_settings()
+    if settings.reconcile_every_s <= 0:
+        return
+    from workers.reconcile import Reconciler
+
+    global _parent_db
+    _parent_db = open_database(settings, upgrade=False)
+    rec = Reconciler(settings, _parent_db, sender.app if sender is not None else None)
+    threading.Thread(
+        target=rec.run_forever, args=(settings.reconcile_every_s, _stop),
+        name="backfire-reconciler", daemon=True,
+    ).start()  # fmt: skip
+
+
+@worker_shutting_down.connect
+def _stop_reconciler(**_: Any) -> None:
+    _stop.set()

@@ -1,0 +1,67 @@
+"""Webhook delivery: the finished post POSTed to its `callback_url`, signed with HMAC-SHA256.
+
+Signature header: `Backfire-Signature: t=<unix seconds>,v1=<hex hmac(secret, "<t>.<body>")>`.
+Receivers recompute it over the raw body and reject old timestamps (replays). The URL is vetted
+again before each attempt (SSRF) and redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+
+from workers.config import Settings
+from workers.errors import FetchError
+from workers.media.fetch import FetchPolicy, check_url
+from workers.store.posts import PostView
+from workers.store.views import post_resource
+
+SIGNATURE_HEADER = "Backfire-Signature"
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> bool:
+    """For receivers (and tests): constant-time check of a `Backfire-Signature` header."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        ts = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, ts), header)
+
+
+def deliver(settings: Settings, view: PostView) -> tuple[bool, str]:
+    """One attempt. Returns (delivered, reason)."""
+    url = view.post.callback_url
+    if not url or not settings.webhook_secret:
+        return False, "no callback URL or no webhook secret configured"
+    try:
+        check_url(url, FetchPolicy.from_settings(settings))
+    except FetchError as e:
+        return False, e.message
+    body = json.dumps({"event": "post.finished", "post": post_resource(view)}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(settings.webhook_secret, body, int(time.time())),
+        "User-Agent": "backfire-webhooks/0.1",
+    }
+    try:
+        r = httpx.post(
+            url, content=body, headers=headers, timeout=settings.webhook_timeout_s,
+            follow_redirects=False,
+        )  # fmt: skip
+    except httpx.HTTPError as e:
+        return False, f"{type(e).__name__}: {e}"
+    if 200 <= r.status_code < 300:
+        return True, "ok"
+    return False, f"HTTP {r.status_code}"
