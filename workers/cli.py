@@ -29,6 +29,7 @@ app.add_typer(scenes_app, name="scenes")
 from workers import cli_report  # noqa: E402
 
 app.command("report")(cli_report.report)
+app.add_typer(cli_report.alert_app, name="alert")
 from workers import cli_caption  # noqa: E402  (light: typer only; sklearn loads inside `train`)
 
 app.add_typer(cli_caption.app, name="caption")

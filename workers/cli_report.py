@@ -110,3 +110,101 @@ def _store_rows(hashtag: str) -> list[dict]:
         ) from None
     rows = queries.verdict_rows(hashtag.lstrip("#"))  # pragma: no cover - wired with issue 3
     return list(rows)
+
+
+# --- alerts -------------------------------------------------------------------------------------
+alert_app = typer.Typer(
+    help="Early-warning rules: POST to a webhook when a hashtag's backlash share crosses a line.",
+    no_args_is_help=True,
+)
+
+
+@alert_app.command("add")
+def alert_add(
+    hashtag: Annotated[str, typer.Option("--hashtag", help="Hashtag to watch (without #).")],
+    webhook: Annotated[str, typer.Option("--webhook", help="URL to POST the alert to.")],
+    backlash_share: Annotated[
+        float, typer.Option("--backlash-share", help="Fire when the share reaches this (0-1).")
+    ] = 0.3,
+    window: Annotated[str, typer.Option("--window", help="Rolling window: 30m, 2h, 1d.")] = "30m",
+    min_posts: Annotated[
+        int, typer.Option("--min-posts", help="Scored posts the window needs before it fires.")
+    ] = 20,
+    allow_private_network: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-network",
+            envvar="BACKFIRE_ALLOW_PRIVATE_NETWORK",
+            help="Allow a webhook on loopback/private addresses (tests, intranets).",
+        ),
+    ] = False,
+) -> None:
+    """Add an alert rule. It fires once per crossing and re-arms when the share falls back.
+
+    Example: backfire alert add --hashtag myNYPD --backlash-share 0.3 --window 30m
+    --min-posts 20 --webhook https://hooks.slack.com/services/...
+    """
+    from workers.alerts import add_rule, format_window
+
+    settings = settings_with(allow_private_network=allow_private_network or None)
+    try:
+        rule = add_rule(
+            settings, hashtag=hashtag, threshold=backlash_share, window=window,
+            min_posts=min_posts, webhook=webhook,
+        )  # fmt: skip
+    except BackfireError as e:
+        raise fail(e) from None
+    typer.echo(
+        f"{rule.id}: #{rule.hashtag} backlash ≥ {rule.threshold:.0%} over "
+        f"{format_window(rule.window_s)} (≥ {rule.min_posts} posts) → {rule.webhook}"
+    )
+
+
+@alert_app.command("list")
+def alert_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with state).")] = False,
+) -> None:
+    """The alert rules, whether each is armed, and its last delivery.
+
+    Example: backfire alert list --json
+    """
+    import json
+
+    from workers.alerts import RuleStore, format_window
+
+    try:
+        rules = RuleStore.from_settings(settings_with()).load()
+    except BackfireError as e:
+        raise fail(e) from None
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in rules], indent=2))
+        return
+    if not rules:
+        typer.echo("No alert rules. Add one: backfire alert add --hashtag TAG --webhook URL")
+    for r in rules:
+        last = r.deliveries[-1] if r.deliveries else None
+        sent = (
+            "never fired"
+            if last is None
+            else f"last {'sent' if last.ok else 'FAILED'} {last.at} ({last.attempts} tries)"
+        )
+        typer.echo(
+            f"{r.id}  #{r.hashtag}  ≥ {r.threshold:.0%} over {format_window(r.window_s)}, "
+            f"≥ {r.min_posts} posts  {'armed' if r.armed else 'fired, waiting to re-arm'}  "
+            f"fired {r.fired}×, {sent}  → {r.webhook}"
+        )
+
+
+@alert_app.command("remove")
+def alert_remove(
+    rule_id: Annotated[str, typer.Argument(help="Rule id from `alert list`.")],
+) -> None:
+    """Remove an alert rule.
+
+    Example: backfire alert remove 3f9a0c1e
+    """
+    from workers.alerts import remove_rule
+
+    if not remove_rule(settings_with(), rule_id):
+        raise fail(UsageError(f"No alert rule {rule_id!r}; see backfire alert list."))
+    typer.echo(f"Removed {rule_id}")

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, description="First retry delay; doubles per attempt.")
     webhook_timeout_s: float = 10.0
 
+    # --- early-warning alerts (workers/alerts.py) ---------------------------------------------
+    alert_attempts: int = Field(4, ge=1, description="Tries per alert POST before it is failed.")
+    alert_backoff_s: float = Field(1.0, ge=0, description="First alert retry delay; doubles.")
+    alert_timeout_s: float = Field(10.0, description="Deadline of one alert POST.")
+
     @property
     def resolved_media_dir(self) -> Path:
         return self.media_dir or self.data_dir / "media"

@@ -73,13 +73,17 @@ def run_score(
         pipeline, FetchPolicy.from_settings(settings), settings.loader_threads,
         on_progress=tick, on_problem=problem,
     )  # fmt: skip
+    from workers.alerts import AlertTee
+
+    alerts = AlertTee(settings)  # collects rows only when alert rules exist
     try:
         with bar:
-            stats = runner.run(records, writer.write, skip)
+            stats = runner.run(records, alerts.wrap(writer.write), skip)
     finally:
         if out is not None:
             writer.close()
     _summary(console, stats, out, pipeline.version)
+    alerts.finish(console)
     return EXIT_POSTS_FAILED if (stats.failed or stats.read_problems) else EXIT_OK
 
 
