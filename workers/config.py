@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         False, description="Allow URLs resolving to loopback/private addresses (tests, intranets)."
     )
     loader_threads: int = Field(2, ge=1, description="Threads reading/fetching/decoding media.")
+    # --- fetching media at scale (batch runs over exports) -----------------------------------
+    fetch_concurrency: int = Field(16, ge=1, description="Downloads in flight at once.")
+    fetch_per_host: int = Field(8, ge=1, description="Downloads in flight per host (politeness).")
+    fetch_retries: int = Field(3, ge=0, description="Retries on 429/5xx/timeouts/dropped links.")
+    fetch_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles, jittered.")
+    fetch_retry_after_max_s: float = Field(60.0, ge=0, description="Cap on a server's Retry-After.")
+    fetch_ahead: int = Field(
+        128, ge=1, description="Posts whose media are downloaded ahead of the model (memory bound)."
+    )
+    media_cache_dir: Path | None = Field(
+        None,
+        description="Downloaded-media cache kept across runs; default a per-output cache under "
+        "cache_dir, removed when the run completes.",
+    )
 
     # --- API and queue (service/, workers/celery_app.py) ---------------------------------------
     api_host: str = "127.0.0.1"

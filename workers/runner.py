@@ -23,6 +23,7 @@ from workers.sources import ReadProblem, Record
 
 if TYPE_CHECKING:
     from workers.media.fetch import FetchPolicy
+    from workers.media.fetcher import MediaFetcher
 
 
 @dataclass
@@ -68,13 +69,20 @@ class Runner:
         loader_threads: int = 2,
         on_progress: Callable[[RunStats], None] | None = None,
         on_problem: Callable[[ReadProblem], None] | None = None,
+        fetcher: MediaFetcher | None = None,
+        fetch_ahead: int = 128,
     ) -> None:
         self.pipeline = pipeline
         self.fetch_policy = fetch_policy
         self.loader_threads = loader_threads
+        # With a fetcher, downloads run on its own (larger) pool this many posts ahead of the
+        # model, while decoding stays on the loader threads one window ahead: bytes in flight are
+        # bounded by fetch_ahead, decoded tensors by two windows.
+        self.fetcher = fetcher
         self.on_progress = on_progress or (lambda s: None)
         self.on_problem = on_problem or (lambda p: None)
         self.window = max(8, pipeline.settings.batch_size * 4)
+        self.fetch_windows = max(1, -(-fetch_ahead // self.window))
         self._lock = threading.Lock()
         # sha → decode in flight or done (dropped once scored); sha → scenes / error once known.
         self._decoding: dict[str, Future[Prepared]] = {}
@@ -83,9 +91,12 @@ class Runner:
         self.stats = RunStats()
 
     # --- loader threads ------------------------------------------------------------------------
-    def _load(self, post: Post) -> _Loaded:
+    def _load(self, post: Post, fetched: Future[bytes] | None = None) -> _Loaded:
         try:
-            data = read_media(post.image, self.fetch_policy)
+            if fetched is not None:
+                data = fetched.result()
+            else:
+                data = read_media(post.image, self.fetch_policy)
         except MediaError as e:
             return _Loaded(post, error=e)
         sha = sha256_hex(data)
@@ -116,10 +127,20 @@ class Runner:
         seen: set[str] = set()
         with ThreadPoolExecutor(self.loader_threads, thread_name_prefix="loader") as pool:
             pending: deque[list[Future[_Loaded]]] = deque()
+            fetching: deque[list[tuple[Post, Future[bytes]]]] = deque()
             windows = self._windows(records, skip, seen)
             for window in windows:
-                pending.append([pool.submit(self._load, p) for p in window])
+                if self.fetcher is None:
+                    pending.append([pool.submit(self._load, p) for p in window])
+                else:
+                    fetching.append([(p, self.fetcher.submit(p.image)) for p in window])
+                    if len(fetching) > self.fetch_windows:
+                        pending.append([pool.submit(self._load, *pf) for pf in fetching.popleft()])
                 if len(pending) > 1:  # keep one window loading while the model works
+                    self._score_window(pending.popleft(), write)
+            while fetching:
+                pending.append([pool.submit(self._load, *pf) for pf in fetching.popleft()])
+                if len(pending) > 1:
                     self._score_window(pending.popleft(), write)
             while pending:
                 self._score_window(pending.popleft(), write)

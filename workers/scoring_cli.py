@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +18,9 @@ from workers.media.fetch import FetchPolicy
 from workers.runner import Runner, RunStats
 from workers.sources import ReadProblem, open_reader
 from workers.writers import JsonlWriter, done_post_ids, open_writer, out_format_for
+
+if TYPE_CHECKING:
+    from workers.media.fetcher import MediaFetcher
 
 EXIT_OK, EXIT_POSTS_FAILED = 0, 1
 
@@ -69,21 +75,23 @@ def run_score(
         rate = stats.images_scored / stats.elapsed if stats.elapsed > 0 else 0.0
         bar.update(task, completed=stats.posts, rate=f"{rate:5.1f} img/s")
 
+    policy = FetchPolicy.from_settings(settings)
+    fetcher, run_cache = _open_fetcher(settings, policy, out)
     runner = Runner(
-        pipeline, FetchPolicy.from_settings(settings), settings.loader_threads,
-        on_progress=tick, on_problem=problem,
+        pipeline, policy, settings.loader_threads, on_progress=tick, on_problem=problem,
+        fetcher=fetcher, fetch_ahead=settings.fetch_ahead,
     )  # fmt: skip
-    from workers.alerts import AlertTee
-
-    alerts = AlertTee(settings)  # collects rows only when alert rules exist
     try:
         with bar:
-            stats = runner.run(records, alerts.wrap(writer.write), skip)
+            stats = runner.run(records, writer.write, skip)
     finally:
+        fetcher.close()
         if out is not None:
             writer.close()
     _summary(console, stats, out, pipeline.version)
-    alerts.finish(console)
+    _fetch_summary(console, fetcher)
+    if run_cache is not None:  # the run is complete: nothing left to resume
+        shutil.rmtree(run_cache, ignore_errors=True)
     return EXIT_POSTS_FAILED if (stats.failed or stats.read_problems) else EXIT_OK
 
 
@@ -104,3 +112,34 @@ def _summary(console: Console, s: RunStats, out: Path | None, version: str) -> N
 @contextlib.contextmanager
 def _null():
     yield
+
+
+def _open_fetcher(
+    settings: Settings, policy: FetchPolicy, out: Path | None
+) -> tuple[MediaFetcher, Path | None]:
+    """The run's media fetcher, and the per-run cache folder to delete once the run completes.
+
+    The cache is keyed by the output file, so `--resume` after a crash finds what the killed run
+    downloaded; a cache folder the user chose (BACKFIRE_MEDIA_CACHE_DIR) is kept. Writing to
+    stdout cannot be resumed, so it gets no disk cache."""
+    from workers.media.fetcher import FetcherConfig, MediaCache, MediaFetcher
+
+    config = FetcherConfig.from_settings(settings)
+    if settings.media_cache_dir is not None:
+        return MediaFetcher(policy, config, MediaCache(settings.media_cache_dir)), None
+    if out is None:
+        return MediaFetcher(policy, config), None
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    root = settings.cache_dir / "media-runs" / key
+    return MediaFetcher(policy, config, MediaCache(root)), root
+
+
+def _fetch_summary(console: Console, fetcher: MediaFetcher) -> None:
+    s = fetcher.stats
+    if s.downloaded or s.cache_hits or s.failed:
+        console.print(
+            f"Media: {s.downloaded} downloaded ({s.bytes / 1e6:.1f} MB), {s.cache_hits} from the "
+            f"cache, {s.shared_in_flight} shared with a download in flight, {s.retries} retries, "
+            f"{s.failed} failed",
+            soft_wrap=True,
+        )

@@ -399,10 +399,13 @@ def _read_response(
         return urljoin(target.url, location.strip()).split("#", 1)[0]
     if not 200 <= status < 300:
         hop = "" if target.url == url else f" (at {target.url})"
-        raise FetchHTTPError(
+        error = FetchHTTPError(
             f"{url}: the server answered HTTP {status} {response.reason}{hop}".rstrip(),
             status=status,
         )
+        # Kept for callers that retry (workers.media.fetcher honours it on 429 and 503).
+        error.retry_after = response.getheader("Retry-After")  # type: ignore[attr-defined]
+        raise error
 
     declared = (response.getheader("Content-Length") or "").strip()
     if declared.isdigit() and int(declared) > policy.max_bytes:
