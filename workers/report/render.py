@@ -15,6 +15,7 @@ from typing import Any
 from workers.report.data import Bucket, DupCluster, ReportModel, TopPost
 from workers.report.style import CSS
 
+MIN_LINE_POSTS = 3
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 VERDICT_LABELS = {
     "backlash": ("Backlash", "▲"),
@@ -177,7 +178,8 @@ def _timeline(m: ReportModel) -> str:
         '<p class="legend"><span class="key line" aria-hidden="true"></span> backlash share '
         "(left axis, line) · "
         '<span class="key bar" aria-hidden="true"></span> posts per '
-        f"{m.bucket_unit} (right axis, bars).{undated}</p>"
+        f"{m.bucket_unit} (right axis, bars); grey dots: fewer than {MIN_LINE_POSTS} posts."
+        f"{undated}</p>"
         f"{_time_svg(m.buckets, m.bucket_unit)}"
         "<details><summary>The numbers behind the chart</summary>"
         '<table class="data"><thead><tr><th scope="col">'
@@ -221,16 +223,22 @@ def _time_svg(buckets: list[Bucket], unit: str) -> str:
             f'height="{bh:.1f}"/></g>'
         )
     out.append("</g>")
+    # A bucket of one or two posts has a share of 0 % or 100 % by chance: such buckets get a grey
+    # dot off the line, so a quiet last hour does not read as a spike.
     pts = [
-        (left + (i + 0.5) * step, top + ph * (1 - (b.share or 0)))
+        (left + (i + 0.5) * step, top + ph * (1 - (b.share or 0)), b.posts >= MIN_LINE_POSTS)
         for i, b in enumerate(buckets)
         if b.posts
     ]
-    if pts:
-        d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(pts))
+    line = [(x, y) for x, y, solid in pts if solid]
+    if line:
+        d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(line))
         out.append(f'<path class="share" d="{d}"/>')
-        if n <= 120:
-            out.extend(f'<circle class="pt" cx="{x:.1f}" cy="{y:.1f}" r="3"/>' for x, y in pts)
+    if n <= 120:
+        out.extend(
+            f'<circle class="{"pt" if solid else "pt few"}" cx="{x:.1f}" cy="{y:.1f}" r="3"/>'
+            for x, y, solid in pts
+        )
     every = max(1, round(n / 8))
     for i in range(0, n, every):
         x = left + (i + 0.5) * step

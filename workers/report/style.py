@@ -47,6 +47,7 @@ svg.chart{width:100%;height:auto;display:block}
 .chart .bucket:hover .vol{fill:#9fabbf}
 .chart .share{fill:none;stroke:var(--backlash);stroke-width:2.5}
 .chart .pt{fill:#fff;stroke:var(--backlash);stroke-width:2}
+.chart .pt.few{stroke:#9aa3b2}
 details{margin-top:6px}summary{cursor:pointer;color:var(--mute)}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
