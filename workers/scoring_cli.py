@@ -81,9 +81,12 @@ def run_score(
         pipeline, policy, settings.loader_threads, on_progress=tick, on_problem=problem,
         fetcher=fetcher, fetch_ahead=settings.fetch_ahead,
     )  # fmt: skip
+    from workers.alerts import AlertTee
+
+    alerts = AlertTee(settings)  # collects rows only when alert rules exist
     try:
         with bar:
-            stats = runner.run(records, writer.write, skip)
+            stats = runner.run(records, alerts.wrap(writer.write), skip)
     finally:
         fetcher.close()
         if out is not None:
@@ -92,6 +95,7 @@ def run_score(
     _fetch_summary(console, fetcher)
     if run_cache is not None:  # the run is complete: nothing left to resume
         shutil.rmtree(run_cache, ignore_errors=True)
+    alerts.finish(console)
     return EXIT_POSTS_FAILED if (stats.failed or stats.read_problems) else EXIT_OK
 
 
