@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,12 +41,10 @@ class StoreCollector:
             posts.add_metric([status], float(counts.get(status, 0)))
         yield posts
         n, total = repo.scoring_totals(self.ctx.db)
-        yield CounterMetricFamily(
-            "backfire_scoring_seconds_sum", "Total time workers spent scoring.", value=total
-        )
-        yield CounterMetricFamily(
-            "backfire_scoring_seconds_count", "Posts scored (verdict rows).", value=n
-        )
+        yield SummaryMetricFamily(
+            "backfire_scoring_seconds", "Time workers spent scoring a post (verdict rows).",
+            count_value=n, sum_value=total,
+        )  # fmt: skip
 
 
 class Metrics:

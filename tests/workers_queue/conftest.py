@@ -1,0 +1,57 @@
+"""Queue fixtures: settings sharing a unique Redis prefix/queue and a database per backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.workers_queue.helpers import Worker, fresh_pg_database
+from workers.config import Settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+    else:
+        with fresh_pg_database() as url:
+            yield url
+
+
+def queue_settings_for(base: Settings, database_url: str | None) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return base.model_copy(
+        update={
+            "database_url": database_url,
+            "redis_key_prefix": f"bftest-{tag}",
+            "queue_name": f"q-{tag}",
+            "rate_limit_per_minute": 10_000,
+            "webhook_secret": "test-secret",
+            "allow_private_network": True,
+            "reconcile_every_s": 0.0,
+            "reconcile_after_s": 300.0,
+        }
+    )
+
+
+@pytest.fixture
+def qsettings(tiny_settings: Settings) -> Settings:
+    """SQLite queue settings (the failure tests)."""
+    return queue_settings_for(tiny_settings, None)
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator:
+    started: list[Worker] = []
+
+    def make(settings: Settings, **kw) -> Worker:
+        w = Worker(settings, tmp_path / f"worker{len(started)}.log", **kw).start()
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()

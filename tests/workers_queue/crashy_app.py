@@ -1,0 +1,27 @@
+"""The real Celery app with two test hooks in the pipeline, for failure tests:
+posts whose caption starts with KILL-WORKER kill their worker process (like an image that
+crashes a native decoder), and BACKFIRE_TEST_TASK_DELAY slows every scoring call so a test can
+kill the worker mid-task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from workers import pipeline as _pipeline
+from workers.celery_app import app
+
+_score_items = _pipeline.Pipeline.score_items
+
+
+def _score_items_with_hooks(self, items):  # type: ignore[no-untyped-def]
+    for post, _data in items:
+        if post.caption.startswith("KILL-WORKER"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(os.environ.get("BACKFIRE_TEST_TASK_DELAY", "0")))
+    return _score_items(self, items)
+
+
+_pipeline.Pipeline.score_items = _score_items_with_hooks
+__all__ = ["app"]
