@@ -78,7 +78,7 @@ def report(
     started = time.perf_counter()
     try:
         if hashtag is not None:
-            rows, scored_at, base = _store_rows(hashtag), None, None
+            rows, scored_at, base = _store_rows(settings, hashtag), None, None
         elif verdicts is not None:
             rows = list(read_rows(verdicts))
             mtime = datetime.fromtimestamp(verdicts.stat().st_mtime, UTC)
@@ -99,17 +99,16 @@ def report(
     )
 
 
-def _store_rows(hashtag: str) -> list[dict]:
-    """Rows of one hashtag from the verdict store (issue 3)."""
+def _store_rows(settings: Settings, hashtag: str) -> list[dict]:
+    """Finished posts of one hashtag from the verdict store (issue 3), every owner."""
+    from workers.report.store_rows import store_rows
+    from workers.store import open_database
+
+    db = open_database(settings, upgrade=False)
     try:
-        from workers.store import queries  # type: ignore[import-not-found]
-    except ImportError:
-        raise UsageError(
-            "--hashtag needs the verdict store (workers/store), which this install does not "
-            "have yet; report from a file: backfire report verdicts.jsonl"
-        ) from None
-    rows = queries.verdict_rows(hashtag.lstrip("#"))  # pragma: no cover - wired with issue 3
-    return list(rows)
+        return list(store_rows(db, settings, hashtag.lstrip("#")))
+    finally:
+        db.dispose()
 
 
 # --- alerts -------------------------------------------------------------------------------------
