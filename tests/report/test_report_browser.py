@@ -103,9 +103,7 @@ def test_no_request_leaves_the_page(rendered) -> None:
     assert all(u.startswith(("data:", out.as_uri())) for u in urls), urls
     # No script at all, and a CSP that would block any that slipped in (e.g. from a caption).
     assert b.eval("document.scripts.length") == 0
-    csp = b.eval(
-        "document.querySelector('meta[http-equiv=Content-Security-Policy]').content"
-    )
+    csp = b.eval("document.querySelector('meta[http-equiv=Content-Security-Policy]').content")
     assert "default-src 'none'" in csp and "script-src" not in csp
     assert "<script>alert(1)</script>" in b.eval("document.body.textContent")
 
