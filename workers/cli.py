@@ -26,6 +26,13 @@ scenes_app = typer.Typer(help="The scene labels and their prompts.", no_args_is_
 app.add_typer(model_app, name="model")
 app.add_typer(scenes_app, name="scenes")
 # sub-apps
+from workers import cli_service  # noqa: E402
+
+app.command("serve")(cli_service.serve)
+app.command("worker")(cli_service.worker)
+app.command("reconcile")(cli_service.reconcile)
+app.add_typer(cli_service.apikey_app, name="apikey")
+app.add_typer(cli_service.db_app, name="db")
 from workers import cli_report  # noqa: E402
 
 app.command("report")(cli_report.report)
@@ -121,6 +128,9 @@ def score(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar.")
     ] = True,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Send the posts through the Celery workers and wait.")
+    ] = False,
 ) -> None:
     """Score a hashtag's posts and write one verdict (or error) row per post.
 
@@ -139,6 +149,17 @@ def score(
         pretrained=pretrained, model_config_file=model_config, threads=threads,
         allow_private_network=allow_private_network or None, offline=offline or None,
     )  # fmt: skip
+    if queue:
+        from workers.cli_service import score_via_queue
+
+        try:
+            code = score_via_queue(
+                settings, path, out=out, hashtag=hashtag, fmt=fmt, out_format=out_format,
+                progress=progress and sys.stderr.isatty(), console=err,
+            )  # fmt: skip
+        except BackfireError as e:
+            raise fail(e) from None
+        raise typer.Exit(code)
     try:
         code = run_score(
             settings, path, out=out, hashtag=hashtag, fmt=fmt, out_format=out_format,
