@@ -1,0 +1,226 @@
+"""Batch-scoring a hashtag export whose media come over the network.
+
+A generated twarc2 export (response pages; a share of the tweets are retweets) is scored with
+`backfire score`, its media served from 127.0.0.1 with an added latency per request:
+
+1. cold: empty media cache, every picture downloaded (the real case);
+2. warm: the same run with every picture already in the media cache: the model-only ceiling
+   (reading, decoding and scoring, no network).
+
+Printed: posts/s of both and their ratio (target ≥ 90 %: downloads must hide behind the model),
+peak RSS of the cold run, and what folding retweets into their originals saved.
+
+  .venv/bin/python bench/bench_export.py                 # 10,000 posts, tiny CLIP
+  .venv/bin/python bench/bench_export.py --posts 1000    # quick
+  .venv/bin/python bench/bench_export.py --model vit-b-32 --posts 500   # real-size model
+
+No timing asserts: figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_images(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
+    """n distinct photo-like JPEGs: a shared noisy background with a moving coloured block."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    w, h = size
+    noise = Image.effect_noise(size, 40).convert("RGB")
+    out = []
+    for i in range(n):
+        im = noise.copy()
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        x, y = (i * 37) % (w - 40), (i * 53) % (h - 40)
+        im.paste(colour, (x, y, x + 40, y + 40))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def write_twarc2(path: Path, n_posts: int, repost_share: float, port: int, seed: int) -> int:
+    """Pages of 100 tweets; `repost_share` of them retweet an earlier original. Returns the
+    number of originals (= pictures)."""
+    rng = random.Random(seed)
+    originals: list[str] = []
+    with open(path, "w") as f:
+        for start in range(0, n_posts, 100):
+            data, media, tweets = [], [], []
+            for i in range(start, min(start + 100, n_posts)):
+                tid = str(10_000_000 + i)
+                if originals and rng.random() < repost_share:
+                    oid = rng.choice(originals)
+                    k = int(oid) - 10_000_000
+                    data.append({
+                        "id": tid, "text": f"RT @user{k}: photo {k} #myNYPD", "author_id": "2",
+                        "referenced_tweets": [{"type": "retweeted", "id": oid}],
+                        "attachments": {"media_keys": [f"3_{oid}"]},
+                    })  # fmt: skip
+                    tweets.append({
+                        "id": oid, "text": f"photo {k} #myNYPD", "author_id": "1",
+                        "attachments": {"media_keys": [f"3_{oid}"]},
+                    })  # fmt: skip
+                    media.append({"media_key": f"3_{oid}", "type": "photo",
+                                  "url": f"http://127.0.0.1:{port}/media/{k}.jpg"})
+                else:
+                    originals.append(tid)
+                    data.append({"id": tid, "text": f"photo {i} #myNYPD", "author_id": "1",
+                                 "attachments": {"media_keys": [f"3_{tid}"]}})
+                    media.append({"media_key": f"3_{tid}", "type": "photo",
+                                  "url": f"http://127.0.0.1:{port}/media/{i}.jpg"})
+            page = {"data": data, "includes": {"media": media, "tweets": tweets,
+                    "users": [{"id": "1", "username": "a"}, {"id": "2", "username": "b"}]},
+                    "meta": {"result_count": len(data)}}  # fmt: skip
+            f.write(json.dumps(page) + "\n")
+    return len(originals)
+
+
+class Media:
+    def __init__(self, latency_s: float) -> None:
+        self.bodies: dict[str, bytes] = {}
+        self.latency_s = latency_s
+        self.requests = 0
+        self.lock = threading.Lock()
+
+
+def serve(media: Media) -> tuple[ThreadingHTTPServer, int]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:
+            with media.lock:
+                media.requests += 1
+            time.sleep(media.latency_s)
+            body = media.bodies.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.request_queue_size = 256
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, httpd.server_address[1]
+
+
+def model_env(kind: str, tmp: Path) -> dict[str, str]:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    if kind == "tiny":
+        from tests.fakes import make_tiny_clip
+
+        cfg, ckpt = make_tiny_clip(tmp / "tiny")
+        return {"BACKFIRE_MODEL_CONFIG_FILE": str(cfg), "BACKFIRE_CHECKPOINT": str(ckpt)}
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    ckpt = tmp / "vit-b-32-random.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    return {"BACKFIRE_MODEL_NAME": "ViT-B-32", "BACKFIRE_CHECKPOINT": str(ckpt)}
+
+
+_SUMMARY = re.compile(
+    r"Scored (\d+) of (\d+) posts.*?(\d+) images decoded.*?; ([\d.]+) s; pipeline"
+)
+
+
+def score(export: Path, out: Path, env: dict[str, str]) -> tuple[dict[str, float], str]:
+    cmd = [sys.executable, "-m", "workers.cli", "score", str(export), "--out", str(out),
+           "--allow-private-network", "--no-progress", "--hashtag", "myNYPD"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    m = _SUMMARY.search(proc.stderr.replace("\n", " "))
+    if proc.returncode not in (0, 1) or m is None:
+        raise SystemExit(f"backfire score failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    ok, posts, decoded, seconds = (float(x) for x in m.groups())
+    return {"ok": ok, "posts": posts, "decoded": decoded, "seconds": seconds}, proc.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--posts", type=int, default=10_000)
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--repost-share", type=float, default=0.2)
+    ap.add_argument("--model", choices=["tiny", "vit-b-32"], default="tiny")
+    ap.add_argument("--image-size", default="640x480")
+    ap.add_argument("--concurrency", type=int, help="BACKFIRE_FETCH_CONCURRENCY (default 16)")
+    ap.add_argument("--per-host", type=int, help="BACKFIRE_FETCH_PER_HOST (default 8)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as d:
+        tmp = Path(d)
+        media = Media(args.latency_ms / 1000)
+        httpd, port = serve(media)
+        export = tmp / "tweets.jsonl"
+        n_orig = write_twarc2(export, args.posts, args.repost_share, port, args.seed)
+        w, h = (int(x) for x in args.image_size.split("x"))
+        t = time.perf_counter()
+        # Only the pictures the export references (originals' indices).
+        for line in export.read_text().splitlines():
+            for m in json.loads(line)["includes"]["media"]:
+                path = "/" + m["url"].split("/", 3)[3]
+                media.bodies.setdefault(path, b"")
+        paths = [p for p in media.bodies]
+        for p, body in zip(paths, make_images(len(paths), (w, h), args.seed), strict=True):
+            media.bodies[p] = body
+        mb = sum(map(len, media.bodies.values())) / 1e6
+        print(f"export: {args.posts} tweets, {n_orig} originals with {len(paths)} pictures "
+              f"({mb:.0f} MB, {w}x{h} JPEG), made in {time.perf_counter() - t:.1f} s; "
+              f"latency {args.latency_ms:g} ms per request; model {args.model}")  # fmt: skip
+
+        env = {**os.environ, **model_env(args.model, tmp), "BACKFIRE_OFFLINE": "1",
+               "BACKFIRE_CACHE_DIR": str(tmp / "cache"), "BACKFIRE_DATA_DIR": str(tmp / "data"),
+               "BACKFIRE_MEDIA_CACHE_DIR": str(tmp / "media-cache")}  # fmt: skip
+        if args.concurrency:
+            env["BACKFIRE_FETCH_CONCURRENCY"] = str(args.concurrency)
+        if args.per_host:
+            env["BACKFIRE_FETCH_PER_HOST"] = str(args.per_host)
+
+        cold, _ = score(export, tmp / "cold.jsonl", env)
+        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        cold_requests = media.requests
+        warm, _ = score(export, tmp / "warm.jsonl", env)
+        httpd.shutdown()
+
+    e2e = cold["posts"] / cold["seconds"]
+    ceiling = warm["posts"] / warm["seconds"]
+    print(f"end to end (cold cache, network): {cold['posts']:.0f} posts in {cold['seconds']:.1f} s"
+          f" = {e2e:.1f} posts/s; {cold_requests} downloads")  # fmt: skip
+    print(f"model only (warm cache, no network): {warm['posts']:.0f} posts in "
+          f"{warm['seconds']:.1f} s = {ceiling:.1f} posts/s; {media.requests - cold_requests} "
+          f"downloads")  # fmt: skip
+    print(f"end to end / model only: {100 * e2e / ceiling:.0f} %  (target >= 90 %)")
+    print(f"peak RSS of the scoring process (cold run): {rss_mb:.0f} MB  (target <= 1500 MB)")
+    saved = args.posts - cold["posts"]
+    print(f"repost dedup: {args.posts} tweets -> {cold['posts']:.0f} posts scored; "
+          f"{saved:.0f} retweets folded ({100 * saved / args.posts:.0f} % fewer posts, "
+          f"downloads and model calls); {cold['decoded']:.0f} images decoded")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
