@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image for the API and the workers; the command picks the role:
 #   docker run IMAGE api       → backfire serve (uvicorn, port 8000)
 #   docker run IMAGE worker    → backfire worker (Celery, loads CLIP once per process)
