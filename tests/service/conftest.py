@@ -13,11 +13,24 @@ from workers.store import open_database
 from workers.store.keys import create_key
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Every API test runs on both backends: SQLite (default) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests.workers_queue.helpers import fresh_pg_database
+
+    with fresh_pg_database() as url:
+        yield url
+
+
 @pytest.fixture
-def api_settings(settings: Settings) -> Settings:
+def api_settings(settings: Settings, database_url: str | None) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return settings.model_copy(
         update={
+            "database_url": database_url,
             "redis_key_prefix": f"bftest-{tag}",
             "queue_name": f"q-{tag}",
             "rate_limit_per_minute": 1000,
