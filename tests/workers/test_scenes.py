@@ -87,7 +87,7 @@ def test_checkpoint_for_another_architecture_is_refused_not_random(settings, tin
     from workers.errors import ModelError
 
     _, ckpt = tiny_clip
-    with pytest.raises(ModelError, match="Could not load checkpoint"):
+    with pytest.raises(ModelError, match="Could not load weights"):
         Pipeline.from_settings(settings.model_copy(update={"checkpoint": ckpt}))
 
 
@@ -101,3 +101,47 @@ def test_invalid_prompt_file_is_a_clear_error(tiny_settings, tmp_path):
     bad.write_text("version: 1\ntemplates: ['no slot']\nscenes: {}\n")
     with pytest.raises(ConfigError, match="invalid"):
         Pipeline.from_settings(tiny_settings.model_copy(update={"scenes_file": bad}))
+
+
+def test_lean_loading_matches_open_clips_own_loader(tiny_settings):
+    """Meta-device skeleton + assigned weights must give exactly what open_clip's
+    create_model_from_pretrained gives for the same checkpoint (images and texts)."""
+    import open_clip
+    import torch
+
+    pipe = Pipeline.from_settings(tiny_settings)
+    ref, ref_pre = open_clip.create_model_from_pretrained(
+        "TinyCLIP-test", pretrained=str(tiny_settings.checkpoint), weights_only=True
+    )
+    ref.eval()
+    from workers.media.decode import decode_image
+
+    img = decode_image(image_bytes((200, 40, 90), size=(300, 200)))
+    ours = pipe.encoder.encode_images([pipe.encoder.prepare(img)])
+    with torch.inference_mode():
+        theirs = ref.encode_image(ref_pre(img).unsqueeze(0), normalize=True).numpy()
+        tok = open_clip.get_tokenizer("TinyCLIP-test")(["a photo of an arrest."])
+        text_ref = ref.encode_text(tok, normalize=True).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    np.testing.assert_allclose(
+        pipe.encoder.encode_texts(["a photo of an arrest."]), text_ref, atol=1e-6
+    )
+    assert abs(pipe.encoder.logit_scale - float(ref.logit_scale.exp())) < 1e-6
+
+
+def test_numpy_preprocess_equals_open_clip_transform():
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    from workers.scenes.preprocess import fast_preprocess
+
+    cfg = {"size": 224, "mode": "RGB", "mean": (0.48145466, 0.4578275, 0.40821073),
+           "std": (0.26862954, 0.26130258, 0.27577711), "interpolation": "bicubic",
+           "resize_mode": "shortest", "fill_color": 0}  # fmt: skip
+    ref = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    fast = fast_preprocess(cfg, ref)
+    assert fast is not ref
+    rng = np.random.default_rng(0)
+    for w, h in [(750, 500), (500, 750), (224, 224), (225, 300), (1001, 333), (100, 80)]:
+        img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        np.testing.assert_allclose(fast(img).numpy(), ref(img).numpy(), atol=1e-5)

@@ -170,9 +170,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         hi = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in img.info
-    ) or (mode in ("L", "RGB") and "transparency" in img.info)
+    has_alpha = (
+        mode in ("RGBA", "LA", "PA", "RGBa", "La")
+        or (mode == "P" and "transparency" in img.info)
+        or (mode in ("L", "RGB") and "transparency" in img.info)
+    )
     if has_alpha:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -181,8 +183,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _reduce(img: Image.Image, target: int) -> Image.Image:
-    """Box-reduce huge non-JPEG images by an integer factor that keeps the short side ≥ target."""
-    factor = min(img.size) // (2 * target)
+    """Box-reduce big images (non-JPEG, or JPEGs past what draft's 1/8 can do) by an integer
+    factor that keeps the short side ≥ target: the model's bicubic resize then works on a small
+    picture instead of a 24 MP one."""
+    factor = min(img.size) // target
     if factor >= 2:
         return img.reduce(factor)
     return img

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from workers.errors import ConfigError, ModelError, WeightsMissing
+from workers.scenes.loading import build_from_checkpoint
+from workers.scenes.preprocess import fast_preprocess
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,48 +82,91 @@ class ClipEncoder:
                 f"Unknown open_clip architecture {model_name!r}; see `open_clip.list_models()`."
             )
 
-        if settings.checkpoint is not None:
-            ckpt = Path(settings.checkpoint)
-            if not ckpt.is_file():
-                raise WeightsMissing(f"Checkpoint file not found: {ckpt}\n{weights_help(settings)}")
-            pretrained = str(ckpt)
-            self.model_id = f"{model_name}@sha256:{_file_sha256(ckpt)[:16]}"
-        else:
-            tags = open_clip.list_pretrained_tags_by_model(model_name)
-            if settings.pretrained not in tags:
-                raise ConfigError(
-                    f"{settings.pretrained!r} is not a pretrained tag of {model_name}; "
-                    f"known tags: {', '.join(tags) or 'none'}."
-                )
-            pretrained = settings.pretrained
-            self.model_id = f"{model_name}@{settings.pretrained}"
-        cache_dir = settings.cache_dir / "open_clip"
         if settings.offline:
             _hub_offline()
+        checkpoint, tag_cfg = self._resolve_weights(open_clip, model_name, settings)
         try:
-            model, preprocess = open_clip.create_model_from_pretrained(
-                model_name,
-                pretrained=pretrained,
-                device=self.device,
-                cache_dir=str(cache_dir),
-                weights_only=True,  # never unpickle arbitrary objects from a weights file
-            )
+            model, preprocess = build_from_checkpoint(model_name, checkpoint, tag_cfg, self.device)
+        except ModelError:
+            raise
         except Exception as e:  # noqa: BLE001 - open_clip signals bad weights in many ways
-            if settings.checkpoint is not None:
-                raise ModelError(
-                    f"Could not load checkpoint {settings.checkpoint} into {model_name}: {e}"
-                ) from e
-            raise WeightsMissing(
-                f"The weights for {self.model_id} are not in the cache and could not be "
-                f"downloaded ({_first_line(e)}).\n{weights_help(settings)}"
-            ) from e
-        model.eval()
+            raise ModelError(f"Could not load weights {checkpoint} into {model_name}: {e}") from e
         self.model = model
-        self.preprocess = preprocess
+        self.preprocess = fast_preprocess(model.visual.preprocess_cfg, preprocess)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.logit_scale = float(model.logit_scale.exp().item())
         size = model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, tuple | list) else size)
+
+    def _resolve_weights(
+        self, open_clip: Any, model_name: str, settings: Settings
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The local weights file (downloading a pretrained tag into the cache if allowed) and
+        the tag's preprocessing config. Sets `model_id`."""
+        if settings.checkpoint is not None:
+            ckpt = Path(settings.checkpoint)
+            if not ckpt.is_file():
+                raise WeightsMissing(f"Checkpoint file not found: {ckpt}\n{weights_help(settings)}")
+            self.model_id = f"{model_name}@sha256:{_file_sha256(ckpt)[:16]}"
+            return str(ckpt), None
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if settings.pretrained not in tags:
+            raise ConfigError(
+                f"{settings.pretrained!r} is not a pretrained tag of {model_name}; "
+                f"known tags: {', '.join(tags) or 'none'}."
+            )
+        self.model_id = f"{model_name}@{settings.pretrained}"
+        from open_clip.pretrained import download_pretrained
+
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, settings.pretrained)
+        cache_dir = settings.cache_dir / "open_clip"
+        try:
+            path = download_pretrained(tag_cfg, cache_dir=str(cache_dir))
+        except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
+            raise WeightsMissing(
+                f"The weights for {self.model_id} are not in the cache and could not be "
+                f"downloaded ({_first_line(e)}).\n{weights_help(settings)}"
+            ) from e
+        if not path:
+            raise WeightsMissing(
+                f"No download source for {self.model_id}.\n{weights_help(settings)}"
+            )
+        return str(path), tag_cfg
+
+    def _resolve_weights(
+        self, open_clip: Any, model_name: str, settings: Settings
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The local weights file (downloading a pretrained tag into the cache if allowed) and
+        the tag's preprocessing config. Sets `model_id`."""
+        if settings.checkpoint is not None:
+            ckpt = Path(settings.checkpoint)
+            if not ckpt.is_file():
+                raise WeightsMissing(f"Checkpoint file not found: {ckpt}\n{weights_help(settings)}")
+            self.model_id = f"{model_name}@sha256:{_file_sha256(ckpt)[:16]}"
+            return str(ckpt), None
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if settings.pretrained not in tags:
+            raise ConfigError(
+                f"{settings.pretrained!r} is not a pretrained tag of {model_name}; "
+                f"known tags: {', '.join(tags) or 'none'}."
+            )
+        self.model_id = f"{model_name}@{settings.pretrained}"
+        from open_clip.pretrained import download_pretrained
+
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, settings.pretrained)
+        cache_dir = settings.cache_dir / "open_clip"
+        try:
+            path = download_pretrained(tag_cfg, cache_dir=str(cache_dir))
+        except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
+            raise WeightsMissing(
+                f"The weights for {self.model_id} are not in the cache and could not be "
+                f"downloaded ({_first_line(e)}).\n{weights_help(settings)}"
+            ) from e
+        if not path:
+            raise WeightsMissing(
+                f"No download source for {self.model_id}.\n{weights_help(settings)}"
+            )
+        return str(path), tag_cfg
 
     def prepare(self, image: Image.Image) -> Any:
         return self.preprocess(image)
