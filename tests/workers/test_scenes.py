@@ -145,3 +145,53 @@ def test_numpy_preprocess_equals_open_clip_transform():
     for w, h in [(750, 500), (500, 750), (224, 224), (225, 300), (1001, 333), (100, 80)]:
         img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
         np.testing.assert_allclose(fast(img).numpy(), ref(img).numpy(), atol=1e-5)
+
+
+def _register_tag(monkeypatch) -> None:
+    """A pretrained tag for the tiny architecture, hosted (nowhere) on the HF hub like the real
+    ViT-B-32 tags, so the tag → cache → load path runs for real without a network."""
+    from open_clip import pretrained
+
+    cfg = {"hf_hub": "backfire-test/tiny-clip/", "url": "", "quick_gelu": False}
+    monkeypatch.setitem(pretrained._PRETRAINED, "TinyCLIP-test", {"cachetest": cfg})
+
+
+def test_pretrained_tag_loads_from_offline_cache(tiny_settings, monkeypatch):
+    import shutil
+
+    _register_tag(monkeypatch)
+    settings = tiny_settings.model_copy(update={"checkpoint": None, "pretrained": "cachetest"})
+    with pytest.raises(WeightsMissing, match="not in the cache"):
+        Pipeline.from_settings(settings)
+    # Lay the file out exactly as huggingface_hub caches a download (what `backfire model pull`
+    # leaves behind, and what an air-gapped site copies over).
+    repo = settings.cache_dir / "open_clip" / "models--backfire-test--tiny-clip"
+    rev = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    (repo / "snapshots" / rev).mkdir(parents=True)
+    shutil.copy(tiny_settings.checkpoint, repo / "snapshots" / rev / "open_clip_model.safetensors")
+    pipe = Pipeline.from_settings(settings)
+    assert pipe.encoder.model_id == "TinyCLIP-test@cachetest"
+    ref = Pipeline.from_settings(tiny_settings)
+    p = pipe.prepare(image_bytes((1, 2, 3)))
+    np.testing.assert_allclose(
+        pipe.encoder.encode_images([p.tensor]), ref.encoder.encode_images([p.tensor]), atol=1e-6
+    )
+
+
+def test_unreachable_hub_fails_fast_with_instructions(tiny_settings, monkeypatch):
+    import socket
+
+    _register_tag(monkeypatch)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    settings = tiny_settings.model_copy(
+        update={"checkpoint": None, "pretrained": "cachetest", "offline": False}
+    )
+    with pytest.raises(WeightsMissing, match="cannot be reached") as ei:
+        Pipeline.from_settings(settings)
+    assert "backfire model pull" in ei.value.message
