@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -27,11 +26,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 @pytest.fixture
 def api_settings(settings: Settings, database_url: str | None) -> Settings:
-    tag = uuid.uuid4().hex[:10]
+    from tests.workers_queue.helpers import new_prefix
+
+    prefix = new_prefix()
+    tag = prefix.rsplit("-", 1)[1]
     return settings.model_copy(
         update={
             "database_url": database_url,
-            "redis_key_prefix": f"bftest-{tag}",
+            "redis_key_prefix": prefix,
             "queue_name": f"q-{tag}",
             "rate_limit_per_minute": 1000,
             "webhook_secret": "test-secret",
@@ -57,3 +59,11 @@ def api_key(api_settings: Settings, client: TestClient) -> str:
 @pytest.fixture
 def auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_redis_keys() -> Iterator[None]:
+    yield
+    from tests.workers_queue.helpers import drop_prefixes
+
+    drop_prefixes()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +21,14 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def queue_settings_for(base: Settings, database_url: str | None) -> Settings:
-    tag = uuid.uuid4().hex[:10]
+    from tests.workers_queue.helpers import new_prefix
+
+    prefix = new_prefix()
+    tag = prefix.rsplit("-", 1)[1]
     return base.model_copy(
         update={
             "database_url": database_url,
-            "redis_key_prefix": f"bftest-{tag}",
+            "redis_key_prefix": prefix,
             "queue_name": f"q-{tag}",
             "rate_limit_per_minute": 10_000,
             "webhook_secret": "test-secret",
@@ -55,3 +57,11 @@ def worker_factory(tmp_path: Path) -> Iterator:
     yield make
     for w in started:
         w.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_redis_keys() -> Iterator[None]:
+    yield
+    from tests.workers_queue.helpers import drop_prefixes
+
+    drop_prefixes()

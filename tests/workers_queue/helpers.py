@@ -19,6 +19,28 @@ import psycopg
 from workers.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+#: Redis key prefixes this test session used, deleted from the shared Redis at the end.
+PREFIXES: set[str] = set()
+
+
+def new_prefix() -> str:
+    prefix = f"bftest-{uuid.uuid4().hex[:10]}"
+    PREFIXES.add(prefix)
+    return prefix
+
+
+def drop_prefixes(redis_url: str = "redis://127.0.0.1:6379/0") -> None:
+    import redis
+
+    try:
+        r = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
+        for prefix in PREFIXES:
+            for key in r.scan_iter(f"{prefix}:*", count=1000):
+                r.delete(key)
+    except redis.RedisError:
+        pass
+
+
 PG_ADMIN = os.environ.get("BACKFIRE_TEST_PG_ADMIN", "postgresql://root@127.0.0.1:5432/postgres")
 
 
