@@ -108,7 +108,12 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         3600, description="Redis redelivers unacked messages after this; above the slowest task."
     )
-    max_attempts: int = Field(3, ge=1, description="Crashes before a post is quarantined.")
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts (worker crashes or task errors) before quarantine."
+    )
+    task_retry_backoff_s: float = Field(
+        5.0, ge=0, description="Delay before retrying a task that raised; doubles per attempt."
+    )
     reconcile_after_s: float = Field(
         300.0, description="Re-enqueue posts left queued/running longer than this."
     )

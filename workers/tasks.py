@@ -83,9 +83,13 @@ def _post_of(row: Any) -> Post:
     )
 
 
-@shared_task(name=SCORE_TASK, bind=True, ignore_result=True)
+@shared_task(name=SCORE_TASK, bind=True, ignore_result=True, max_retries=None)
 def score_post(self: Any, seq: int) -> str:
-    """Score post `seq` once per pipeline version, whatever the number of deliveries."""
+    """Score post `seq` once per pipeline version, whatever the number of deliveries.
+
+    Attempts are counted in the database (not by Celery: a killed worker never reports back), so
+    `max_retries` is off here and `settings.max_attempts` decides when to give up.
+    """
     st = state()
     pipeline = st.pipeline
     outcome = repo.claim(st.db, seq, pipeline.version, st.settings.max_attempts)
@@ -94,6 +98,13 @@ def score_post(self: Any, seq: int) -> str:
             log.warning("post %s quarantined after repeated worker crashes", seq)
             _maybe_webhook(st, seq)
         return outcome
+    try:
+        return _score(st, pipeline, seq)
+    except Exception as e:  # the Celery boundary: anything else is retried, then quarantined
+        return _after_error(self, st, seq, e)
+
+
+def _score(st: WorkerState, pipeline: Pipeline, seq: int) -> str:
     view = repo.get_by_seq(st.db, seq)
     assert view is not None
     row = view.post
@@ -109,13 +120,8 @@ def score_post(self: Any, seq: int) -> str:
             if result.scenes is not None:
                 repo.cache_scenes(st.db, row.media_sha256, pipeline.version, result.scenes)
     except MediaError as e:
+        # The input is bad: retrying cannot help. The post fails now, with its reason.
         result = pipeline.error_result(post, e, row.media_sha256)
-    except Exception as e:
-        # Unexpected: keep the reason; the post stays `running` and the reconciler retries it,
-        # counting attempts, until it is quarantined.
-        error = {"type": "worker-error", "message": f"{type(e).__name__}: {e}"}
-        repo.record_error(st.db, seq, error)
-        raise
     elapsed = time.perf_counter() - started
     thresholds = {n: s.threshold for n, s in pipeline.scenes.prompts.scenes.items()}
     detected = sorted(n for n, p in (result.scenes or {}).items() if p >= thresholds.get(n, 1.0))
@@ -124,6 +130,24 @@ def score_post(self: Any, seq: int) -> str:
     )
     _maybe_webhook(st, seq)
     return "done" if result.ok else "failed"
+
+
+def _after_error(task: Any, st: WorkerState, seq: int, exc: Exception) -> str:
+    """Record an unexpected exception; retry with exponential backoff, or quarantine the post
+    once it has had `max_attempts` attempts. The worker process itself keeps serving."""
+    log.exception("scoring post %s raised", seq)
+    error = {"type": "worker-error", "message": f"{type(exc).__name__}: {exc}"}
+    decision, attempts = repo.record_failure(st.db, seq, error, st.settings.max_attempts)
+    if decision == "skip":
+        return "skip"
+    if decision == "quarantined":
+        log.warning("post %s quarantined after %d failed attempts", seq, attempts)
+        _maybe_webhook(st, seq)
+        return "quarantined"
+    delay = st.settings.task_retry_backoff_s * 2 ** max(0, attempts - 1)
+    # If the retry cannot be published (broker down), Celery rejects the message; the post is
+    # `queued` in the database, so the reconciler sends it again later.
+    raise task.retry(exc=exc, countdown=delay)
 
 
 def _maybe_webhook(st: WorkerState, seq: int) -> None:

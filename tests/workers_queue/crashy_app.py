@@ -1,13 +1,15 @@
-"""The real Celery app with two test hooks in the pipeline, for failure tests:
+"""The real Celery app with test hooks in the pipeline, for failure tests:
 posts whose caption starts with KILL-WORKER kill their worker process (like an image that
-crashes a native decoder), and BACKFIRE_TEST_TASK_DELAY slows every scoring call so a test can
-kill the worker mid-task."""
+crashes a native decoder); RAISE-ERROR raises a Python exception every time and RAISE-ONCE only
+on the first attempt (a marker file in BACKFIRE_TEST_MARK_DIR remembers it); and
+BACKFIRE_TEST_TASK_DELAY slows every scoring call so a test can kill the worker mid-task."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from pathlib import Path
 
 from workers import pipeline as _pipeline
 from workers.celery_app import app
@@ -19,6 +21,13 @@ def _score_items_with_hooks(self, items):  # type: ignore[no-untyped-def]
     for post, _data in items:
         if post.caption.startswith("KILL-WORKER"):
             os.kill(os.getpid(), signal.SIGKILL)
+        if post.caption.startswith("RAISE-ERROR"):
+            raise RuntimeError("scorer bug: index out of range")
+        if post.caption.startswith("RAISE-ONCE"):
+            mark = Path(os.environ["BACKFIRE_TEST_MARK_DIR"]) / f"raised-{post.post_id}"
+            if not mark.exists():
+                mark.touch()
+                raise ConnectionError("model server went away")
     time.sleep(float(os.environ.get("BACKFIRE_TEST_TASK_DELAY", "0")))
     return _score_items(self, items)
 

@@ -125,6 +125,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "RECONCILE_AFTER_S": str(settings.reconcile_after_s),
         "ALLOW_PRIVATE_NETWORK": "1" if settings.allow_private_network else "0",
         "WEBHOOK_BACKOFF_S": str(settings.webhook_backoff_s),
+        "MAX_ATTEMPTS": str(settings.max_attempts),
+        "TASK_RETRY_BACKOFF_S": str(settings.task_retry_backoff_s),
     }
     if settings.model_config_file:
         fields["MODEL_CONFIG_FILE"] = str(settings.model_config_file)

@@ -141,3 +141,51 @@ def test_redis_outage_loses_no_accepted_post(qsettings, worker_factory):
             )  # fmt: skip
     finally:
         redis.stop()
+
+
+def _truncated_jpeg() -> bytes:
+    # Noise so the scan data is long: the header parses (accepted at upload), the pixels do not.
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    noise = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype("uint8")
+    Image.fromarray(noise).save(buf, "JPEG")
+    return buf.getvalue()[: buf.tell() // 2]
+
+
+def test_exceptions_in_the_task_fail_retry_or_quarantine(qsettings, worker_factory, tmp_path):
+    # No reconciler: every outcome below comes from the task itself, within seconds.
+    settings = qsettings.model_copy(update={"task_retry_backoff_s": 0.2, "max_attempts": 3})
+    with _client(settings) as client:
+        db = open_database(settings, upgrade=False)
+        auth = {"Authorization": f"Bearer {create_key(db, 'k')}"}
+        worker_factory(settings, app=CRASHY, BACKFIRE_TEST_MARK_DIR=str(tmp_path))
+        good = _upload(client, auth, 0)
+        bug = _upload(client, auth, 1, caption="RAISE-ERROR every time")
+        flaky = _upload(client, auth, 2, caption="RAISE-ONCE then fine")
+        files = {"image": ("t.jpg", _truncated_jpeg(), "image/jpeg")}
+        r = client.post("/v1/posts", files=files, data={"post_id": "trunc"}, headers=auth)
+        assert r.status_code == 202, r.text
+        truncated = r.json()["id"]
+
+        wait_for(lambda: all(r.status in TERMINAL for r in _rows(db)), 120, "4 posts finished")
+        got = {i: client.get(f"/v1/posts/{i}", headers=auth).json() for i in
+               (good, bug, flaky, truncated)}  # fmt: skip
+        assert got[good]["status"] == "done" and got[good]["attempts"] == 1
+        # A bad image fails its post at the first attempt, with the reason; no retry.
+        t = got[truncated]
+        assert t["status"] == "failed" and t["attempts"] == 1
+        assert t["error"]["type"] == "image-truncated"
+        # A transient error is retried by Celery and the post completes.
+        assert got[flaky]["status"] == "done" and got[flaky]["attempts"] == 2
+        assert got[flaky]["verdict"] is not None
+        # A persistent error is retried up to max_attempts, then quarantined with the last error.
+        b = got[bug]
+        assert b["status"] == "quarantined" and b["attempts"] == 3 and b["verdict"] is None
+        assert b["error"]["type"] == "scoring-error"
+        assert "RuntimeError: scorer bug" in b["error"]["message"]
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(VerdictRow)) == 3  # not `bug`

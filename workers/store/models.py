@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 #: Post lifecycle. `failed`: the pipeline ran and the image was unusable (error row);
-#: `quarantined`: the post crashed its worker `max_attempts` times.
+#: `quarantined`: the post crashed its worker, or its task raised, `max_attempts` times.
 STATUSES = ("queued", "running", "done", "failed", "quarantined")
 TERMINAL = ("done", "failed", "quarantined")
 

@@ -265,12 +265,37 @@ def claim(db: Database, seq: int, version: str, max_attempts: int) -> Claim:
         return "run"
 
 
-def record_error(db: Database, seq: int, error: dict[str, str]) -> None:
-    """An unexpected exception in the task: keep it as the post's last error."""
+Failure = Literal["retry", "quarantined", "skip"]
+
+
+def record_failure(
+    db: Database, seq: int, error: dict[str, str], max_attempts: int
+) -> tuple[Failure, int]:
+    """An unexpected exception ended this attempt (the worker survived). Keep the error; put the
+    post back to `queued` for a retry, or quarantine it once it has used `max_attempts`.
+    Returns (what to do, attempts so far)."""
     with db.write() as s:
-        row = s.get(PostRow, seq)
-        if row is not None:
-            row.last_error = error
+        row = s.get(PostRow, seq, with_for_update=True)
+        if row is None or row.status in TERMINAL:
+            return "skip", 0 if row is None else row.attempts
+        now = utcnow()
+        row.touched_at = now
+        if row.attempts >= max_attempts:
+            row.status = "quarantined"
+            row.finished_at = now
+            row.last_error = {
+                "type": "scoring-error",
+                "message": (
+                    f"Scoring this post failed {row.attempts} times (last error: "
+                    f"{error['message']}); it is quarantined and will not be retried."
+                ),
+            }
+            return "quarantined", row.attempts
+        # `queued`, not `running`: nothing is working on it until the retry arrives, and a
+        # later claim must not read this as a crash.
+        row.status = "queued"
+        row.last_error = error
+        return "retry", row.attempts
 
 
 def record_result(
