@@ -81,13 +81,11 @@ async def _read_multipart(request: Request) -> tuple[PostFields, bytes]:
         await form.close()
 
 
-async def _read_json(request: Request, ctx: Ctx) -> tuple[PostFromUrl, bytes]:
+async def _read_json(request: Request) -> PostFromUrl:
     try:
-        meta = PostFromUrl.model_validate_json(await request.body())
+        return PostFromUrl.model_validate_json(await request.body())
     except ValidationError as e:
         raise _invalid(e) from None
-    fetched = await run_in_threadpool(fetch_url, meta.image_url, ctx.fetch_policy)
-    return meta, fetched.data
 
 
 @router.post(
@@ -108,12 +106,14 @@ async def create_post(
     in the media store and the post is committed; the verdict follows at `status_url`.
     Re-sending the same `post_id` or `Idempotency-Key` returns the existing post."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: bytes | None = None
+    image_url: str | None = None
+    meta: PostFields
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         meta, data = await _read_multipart(request)
-        image_url = None
     elif ctype == "application/json":
-        meta, data = await _read_json(request, ctx)
-        image_url = meta.image_url  # type: ignore[attr-defined]
+        meta = await _read_json(request)
+        image_url = meta.image_url
     else:
         raise UnsupportedMediaType(
             "Send multipart/form-data (an `image` file) or application/json (an `image_url`)."
@@ -126,6 +126,9 @@ async def create_post(
     existing = await run_in_threadpool(repo.find_existing, ctx.db, new)
     if existing is not None:
         return _accepted(existing, duplicate=True)
+    if data is None:  # fetched only now: a re-sent post never downloads its image again
+        assert image_url is not None
+        data = (await run_in_threadpool(fetch_url, image_url, ctx.fetch_policy)).data
     if meta.callback_url:
         if not ctx.settings.webhook_secret:
             raise InvalidRequest(
