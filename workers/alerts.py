@@ -25,7 +25,6 @@ import json
 import os
 import re
 import secrets
-import ssl
 import tempfile
 import time
 from collections import deque
@@ -38,8 +37,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from workers.config import Settings
-from workers.errors import BackfireError, FetchError, UsageError
+from workers.errors import BackfireError, UsageError
+from workers.media import http_post
 from workers.media.fetch import FetchPolicy, check_url
+from workers.media.http_post import PostOutcome
 
 MAX_DELIVERIES_KEPT = 20
 TOP_POSTS = 3
@@ -310,12 +311,8 @@ def evaluate_rows(
 
 
 # --- delivery -----------------------------------------------------------------------------------
-@dataclass
-class DeliveryResult:
-    ok: bool
-    status: int | None = None
-    error: str | None = None
-    retry: bool = True
+#: One attempt's outcome (the shared SSRF-safe POST's result type).
+DeliveryResult = PostOutcome
 
 
 def deliver(
@@ -336,42 +333,11 @@ def deliver(
 
 
 def post_json(url: str, body: dict[str, Any], settings: Settings) -> DeliveryResult:
-    """One POST to the vetted address of `url`; redirects are not followed."""
-    # The fetcher's vetting and pinned connections: the host is resolved once, every address is
-    # checked, and the socket goes to a checked address (DNS rebinding cannot swap it).
-    from workers.media.fetch import _PinnedHTTPConnection, _PinnedHTTPSConnection, _vet
-
-    policy = FetchPolicy.from_settings(settings)
-    try:
-        target = _vet(url, policy)
-    except FetchError as e:
-        return DeliveryResult(False, error=e.message, retry=False)
-    data = json.dumps(body).encode()
-    timeout = settings.alert_timeout_s
-    conn = (
-        _PinnedHTTPSConnection(target, timeout, ssl.create_default_context())
-        if target.scheme == "https"
-        else _PinnedHTTPConnection(target, timeout)
-    )
-    try:
-        conn.request(
-            "POST", target.request_target, body=data,
-            headers={"Content-Type": "application/json", "User-Agent": policy.user_agent},
-        )  # fmt: skip
-        resp = conn.getresponse()
-        resp.read(65536)
-        status = resp.status
-    except (OSError, ValueError) as e:
-        return DeliveryResult(False, error=f"{type(e).__name__}: {e}")
-    except Exception as e:  # http.client errors (BadStatusLine...) from a broken receiver
-        return DeliveryResult(False, error=f"{type(e).__name__}: {e}")
-    finally:
-        conn.close()
-    if 200 <= status < 300:
-        return DeliveryResult(True, status)
-    # Retry what may pass later (server errors, rate limits, timeouts); a 4xx will not.
-    retry = status >= 500 or status in (408, 429)
-    return DeliveryResult(False, status, f"HTTP {status}", retry=retry)
+    """One POST to the vetted address of `url` (no second DNS lookup); redirects not followed."""
+    return http_post.post_json(
+        url, json.dumps(body).encode(), {}, FetchPolicy.from_settings(settings),
+        timeout_s=settings.alert_timeout_s,
+    )  # fmt: skip
 
 
 # --- `backfire score` hook ------------------------------------------------------------------------

@@ -158,20 +158,22 @@ def _maybe_webhook(st: WorkerState, seq: int) -> None:
 
 @shared_task(name=WEBHOOK_TASK, bind=True, ignore_result=True)
 def deliver_webhook(self: Any, seq: int, attempt: int = 1) -> str:
-    """POST the finished post to its callback URL; retried with exponential backoff."""
+    """POST the finished post to its callback URL; retried with exponential backoff while a
+    retry could help (server errors, 408/429, network failures), else failed at once."""
     from workers.webhooks import deliver
 
     st = state()
     view = repo.get_by_seq(st.db, seq)
     if view is None or not view.post.callback_url or view.post.webhook_status == "delivered":
         return "skip"
-    ok, reason = deliver(st.settings, view)
-    if ok:
+    outcome = deliver(st.settings, view)
+    if outcome.ok:
         repo.set_webhook_state(st.db, seq, "delivered", attempt)
         return "delivered"
-    if attempt >= st.settings.webhook_max_attempts:
+    if attempt >= st.settings.webhook_max_attempts or not outcome.retry:
         repo.set_webhook_state(st.db, seq, "failed", attempt)
-        log.warning("webhook for post %s failed after %d attempts: %s", seq, attempt, reason)
+        log.warning("webhook for post %s failed after %d attempt(s): %s", seq, attempt,
+                    outcome.error)  # fmt: skip
         return "failed"
     repo.set_webhook_state(st.db, seq, "pending", attempt)
     delay = st.settings.webhook_backoff_s * 2 ** (attempt - 1)

@@ -2,7 +2,8 @@
 
 Signature header: `Backfire-Signature: t=<unix seconds>,v1=<hex hmac(secret, "<t>.<body>")>`.
 Receivers recompute it over the raw body and reject old timestamps (replays). The URL is vetted
-again before each attempt (SSRF) and redirects are not followed.
+again before each attempt (SSRF), the POST goes to the vetted address itself (no second DNS
+lookup, so no DNS rebinding), and redirects are not followed: `workers.media.http_post`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import hmac
 import json
 import time
 
-import httpx
-
 from workers.config import Settings
-from workers.errors import FetchError
-from workers.media.fetch import FetchPolicy, check_url
+from workers.media.fetch import FetchPolicy
+from workers.media.http_post import PostOutcome, post_json
 from workers.store.posts import PostView
 from workers.store.views import post_resource
 
@@ -40,28 +39,16 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> boo
     return hmac.compare_digest(sign(secret, body, ts), header)
 
 
-def deliver(settings: Settings, view: PostView) -> tuple[bool, str]:
-    """One attempt. Returns (delivered, reason)."""
+def deliver(settings: Settings, view: PostView) -> PostOutcome:
+    """One attempt; `retry` in the outcome says whether another attempt could succeed."""
     url = view.post.callback_url
     if not url or not settings.webhook_secret:
-        return False, "no callback URL or no webhook secret configured"
-    try:
-        check_url(url, FetchPolicy.from_settings(settings))
-    except FetchError as e:
-        return False, e.message
+        return PostOutcome(False, error="no callback URL or no webhook secret", retry=False)
     body = json.dumps({"event": "post.finished", "post": post_resource(view)}).encode()
     headers = {
-        "Content-Type": "application/json",
         SIGNATURE_HEADER: sign(settings.webhook_secret, body, int(time.time())),
         "User-Agent": "backfire-webhooks/0.1",
     }
-    try:
-        r = httpx.post(
-            url, content=body, headers=headers, timeout=settings.webhook_timeout_s,
-            follow_redirects=False,
-        )  # fmt: skip
-    except httpx.HTTPError as e:
-        return False, f"{type(e).__name__}: {e}"
-    if 200 <= r.status_code < 300:
-        return True, "ok"
-    return False, f"HTTP {r.status_code}"
+    return post_json(
+        url, body, headers, FetchPolicy.from_settings(settings), settings.webhook_timeout_s
+    )
