@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.peak_rss import run_with_peak_rss  # noqa: E402
+
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "photos" / "bench"
 
 
@@ -141,16 +142,12 @@ def bench_cli(ckpt: Path, tmp: Path, files: list[Path], model_rate: float) -> fl
         check=False,
         capture_output=True,
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    res = subprocess.run(
+    res, peak = run_with_peak_rss(
         [backfire, "score", str(manifest), "--out", str(tmp / "v.jsonl"), "--no-progress"],
         env=env,
-        capture_output=True,
-        text=True,
     )
     wall = time.perf_counter() - t
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     rows = [json.loads(x) for x in (tmp / "v.jsonl").read_text().splitlines()]
     ok = sum(r["status"] == "ok" for r in rows)
     rate = len(rows) / wall
@@ -158,7 +155,7 @@ def bench_cli(ckpt: Path, tmp: Path, files: list[Path], model_rate: float) -> fl
         f"end-to-end `backfire score` (subprocess, batch 8, {len(rows)} posts, {ok} ok, "
         f"including process start and model load): {rate:6.1f} img/s, {wall:5.1f} s"
     )
-    line = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+    line = next((x for x in res.stderr.splitlines() if x.startswith("Scored")), res.stderr[-200:])
     print(f"  CLI summary: {line[:200]}")
     # Steady-state rate from the run's own timing (model loading excluded) for the ratio.
     stats = _stats_from_summary(res.stderr)
@@ -168,7 +165,6 @@ def bench_cli(ckpt: Path, tmp: Path, files: list[Path], model_rate: float) -> fl
             f"  scoring loop only: {steady:6.1f} img/s = {100 * steady / model_rate:5.1f} % of "
             f"model-only batch 8 (target ≥ 80 %)"
         )
-    peak = peak_kb / 1024 if peak_kb > before else float("nan")
     print(f"  peak RSS of the CLI: {peak:7.0f} MB (target ≤ 1536 MB)")
     return rate
 

@@ -25,8 +25,6 @@ import json
 import os
 import random
 import re
-import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.peak_rss import run_with_peak_rss  # noqa: E402
 
 
 def make_images(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
@@ -152,12 +151,13 @@ _SUMMARY = re.compile(
 def score(export: Path, out: Path, env: dict[str, str]) -> tuple[dict[str, float], str]:
     cmd = [sys.executable, "-m", "workers.cli", "score", str(export), "--out", str(out),
            "--allow-private-network", "--no-progress", "--hashtag", "myNYPD"]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    proc, peak_mb = run_with_peak_rss(cmd, env=env, cwd=REPO)
     m = _SUMMARY.search(proc.stderr.replace("\n", " "))
     if proc.returncode not in (0, 1) or m is None:
         raise SystemExit(f"backfire score failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     ok, posts, decoded, seconds = (float(x) for x in m.groups())
-    return {"ok": ok, "posts": posts, "decoded": decoded, "seconds": seconds}, proc.stderr
+    stats = {"ok": ok, "posts": posts, "decoded": decoded, "seconds": seconds, "rss_mb": peak_mb}
+    return stats, proc.stderr
 
 
 def main() -> None:
@@ -202,7 +202,7 @@ def main() -> None:
             env["BACKFIRE_FETCH_PER_HOST"] = str(args.per_host)
 
         cold, _ = score(export, tmp / "cold.jsonl", env)
-        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rss_mb = cold["rss_mb"]
         cold_requests = media.requests
         warm, _ = score(export, tmp / "warm.jsonl", env)
         httpd.shutdown()
