@@ -89,7 +89,9 @@ ModelConfig = Annotated[
 
 @app.command()
 def score(
-    path: Annotated[Path, typer.Argument(help="Folder of images, or a CSV/JSONL manifest.")],
+    path: Annotated[
+        Path, typer.Argument(help="Folder of images, CSV/JSONL manifest, or a platform export.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Output file (.jsonl or .csv); default stdout."),
@@ -98,8 +100,21 @@ def score(
         str | None, typer.Option("--hashtag", help="Hashtag for posts that don't name one.")
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="Input format: auto, folder, csv, jsonl.")
+        str,
+        typer.Option(
+            "--format",
+            help="Input format: auto (sniffed), folder, csv, jsonl (manifests), twarc2, "
+            "mastodon, bluesky (platform exports).",
+        ),
     ] = "auto",
+    media_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--media-cache", envvar="BACKFIRE_MEDIA_CACHE_DIR",
+            help="Keep downloaded media here across runs (default: a per-run cache that "
+            "--resume reuses and a completed run deletes).",
+        ),
+    ] = None,
     out_format: Annotated[
         str | None, typer.Option("--out-format", help="jsonl or csv; default from --out's suffix.")
     ] = None,
@@ -140,6 +155,8 @@ def score(
 
       backfire score photos/ --hashtag myNYPD --out verdicts.csv --resume
 
+      backfire score tweets.jsonl --format twarc2 --out verdicts.jsonl   (twarc2 search output)
+
     Exit codes: 0 every post scored, 1 some posts failed (see their error rows), 2 usage error.
     """
     from workers.scoring_cli import run_score
@@ -148,6 +165,7 @@ def score(
         batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
         pretrained=pretrained, model_config_file=model_config, threads=threads,
         allow_private_network=allow_private_network or None, offline=offline or None,
+        media_cache_dir=media_cache,
     )  # fmt: skip
     if queue:
         from workers.cli_service import score_via_queue
