@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from service.context import ApiContext
 from service.deps import Ctx, CurrentKey
 from service.schemas import (
     PostAccepted,
@@ -123,26 +124,34 @@ async def create_post(
         caption=meta.caption, hashtag=meta.hashtag, created_at=meta.created_at,
         author=meta.author, image_url=image_url, callback_url=meta.callback_url,
     )  # fmt: skip
-    existing = await run_in_threadpool(repo.find_existing, ctx.db, new)
+    row, created = await run_in_threadpool(_ingest, ctx, new, data)
+    return _accepted(row, duplicate=not created)
+
+
+def _ingest(ctx: ApiContext, new: repo.NewPost, data: bytes | None) -> tuple[Any, bool]:
+    """Everything after the body is read, in one worker-thread hop (each hop to the thread pool
+    costs a context switch and a wake-up of the event loop): dedup, fetch, checks, durable
+    store, commit, publish. Returns (post row, created)."""
+    existing = repo.find_existing(ctx.db, new)
     if existing is not None:
-        return _accepted(existing, duplicate=True)
+        return existing, False
     if data is None:  # fetched only now: a re-sent post never downloads its image again
-        assert image_url is not None
-        data = (await run_in_threadpool(fetch_url, image_url, ctx.fetch_policy)).data
-    if meta.callback_url:
+        assert new.image_url is not None
+        data = fetch_url(new.image_url, ctx.fetch_policy).data
+    if new.callback_url:
         if not ctx.settings.webhook_secret:
             raise InvalidRequest(
                 "Webhooks are not enabled on this server (no signing secret is configured); "
                 "poll the status URL instead."
             )
-        await run_in_threadpool(check_url, meta.callback_url, ctx.fetch_policy)
+        check_url(new.callback_url, ctx.fetch_policy)
     # Sniff and check the header without decoding pixels: 415 / 422 here, not in the worker.
-    await run_in_threadpool(check_image, data, ctx.decode_limits)
-    new.media_sha256 = await run_in_threadpool(ctx.blobs.put, data)
-    row, created = await run_in_threadpool(repo.create_post, ctx.db, new)
+    check_image(data, ctx.decode_limits)
+    new.media_sha256 = ctx.blobs.put(data)
+    row, created = repo.create_post(ctx.db, new)
     if created:
-        await run_in_threadpool(ctx.publisher.publish, [row.seq])
-    return _accepted(row, duplicate=not created)
+        ctx.publisher.publish([row.seq])
+    return row, created
 
 
 def _accepted(row: Any, duplicate: bool) -> PostAccepted:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workers.errors import NotFound
@@ -62,6 +62,8 @@ def _find_existing(s: Any, new: NewPost) -> PostRow | None:
 
 
 def find_existing(db: Database, new: NewPost) -> PostRow | None:
+    if not (new.post_id or new.idempotency_key):
+        return None  # nothing to match on: no session, no transaction
     with db.read() as s:
         return _find_existing(s, new)
 
@@ -108,10 +110,14 @@ def create_post(db: Database, new: NewPost) -> tuple[PostRow, bool]:
 
 def mark_enqueued(db: Database, seqs: list[int]) -> None:
     now = utcnow()
+    # One UPDATE statement, no ORM load: this runs after every upload (hot path).
     with db.write() as s:
-        for row in s.scalars(select(PostRow).where(PostRow.seq.in_(seqs))):
-            row.enqueued_at = now
-            row.touched_at = now
+        s.execute(
+            update(PostRow)
+            .where(PostRow.seq.in_(seqs))
+            .values(enqueued_at=now, touched_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _current_verdict(s: Any, post: PostRow) -> VerdictRow | None:
