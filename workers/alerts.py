@@ -6,10 +6,18 @@ posts created in the `window` before it; when that window holds at least `min_po
 and the backlash share reaches the threshold, the rule fires ONCE and disarms. It re-arms when
 the share falls back below the threshold, so a campaign that recovers and relapses alerts again.
 
-Rules and their armed/fired state live in a small JSON file (`data_dir/alerts.json`), written
-atomically under a file lock: the SQL store (issue 3) was not committed when this was written.
-Each rule remembers the last post time it evaluated, so re-reading the same rows (a `--resume`,
-a re-run) never fires twice for the same crossing.
+Rules, their armed/fired state and their deliveries live in the SQL store (tables
+`alert_rules`, `alert_deliveries`), shared by the CLI, the API and the workers. Rules added with
+`backfire alert add` have no owner and watch every post of their hashtag; rules added through the
+API belong to that key and watch only its posts. An evaluation runs in one write transaction with
+the rules locked, so two workers never fire the same crossing. Each rule remembers the last post
+time it evaluated, so re-reading the same rows (a `--resume`, a re-run, a verdict re-delivered)
+never fires twice for the same crossing; a verdict that arrives after newer posts were evaluated
+only fills the windows of later posts.
+
+Two callers: `backfire score` evaluates its run's rows at the end and delivers inline
+(`evaluate_rows`); the workers evaluate after each stored verdict, reading the window from the
+store, and deliver with a separate task (`workers/alert_watch.py`).
 
 The webhook body is Slack-compatible (`text`) plus structured fields (share, window, top posts).
 The URL passes the SSRF checks when the rule is added and again before every attempt, and the
@@ -19,30 +27,28 @@ exponential backoff, then the delivery is recorded as failed on the rule.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import re
 import secrets
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.config import Settings
 from workers.errors import BackfireError, UsageError
 from workers.media import http_post
 from workers.media.fetch import FetchPolicy, check_url
 from workers.media.http_post import PostOutcome
+from workers.store import Database, open_database
+from workers.store import alerts as store
+from workers.store.models import AlertDeliveryRow, AlertRuleRow
 
-MAX_DELIVERIES_KEPT = 20
 TOP_POSTS = 3
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -70,6 +76,8 @@ def norm_tag(tag: str | None) -> str:
 class Delivery(BaseModel):
     at: str
     ok: bool
+    #: pending (a worker will send it) | sent | failed
+    state: str = "sent"
     attempts: int
     share: float
     posts: int
@@ -79,6 +87,8 @@ class Delivery(BaseModel):
 
 class AlertRule(BaseModel):
     id: str
+    #: API key id that created the rule; None for `backfire alert add` (watches every owner).
+    owner: str | None = None
     hashtag: str
     threshold: float = Field(gt=0, le=1)
     window_s: int = Field(gt=0)
@@ -98,44 +108,56 @@ class Firing:
     payload: dict[str, Any]
 
 
-# --- the rule file ----------------------------------------------------------------------------
-class RuleStore:
-    """Rules in `data_dir/alerts.json`; every change is a locked read-modify-write."""
+# --- the rules in the store --------------------------------------------------------------------
+def _dt(iso: str | None) -> datetime | None:
+    from workers.report.data import parse_time
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    return parse_time(iso) if iso else None
+
+
+def _rule(row: AlertRuleRow, deliveries: Sequence[AlertDeliveryRow] = ()) -> AlertRule:
+    return AlertRule(
+        id=row.id, owner=row.owner, hashtag=row.hashtag, threshold=row.threshold,
+        window_s=row.window_s, min_posts=row.min_posts, webhook=row.webhook,
+        created_at=_iso(row.created_at), armed=row.armed, fired=row.fired,
+        evaluated_until=_iso(row.evaluated_until) if row.evaluated_until else None,
+        deliveries=[_delivery(d) for d in deliveries],
+    )  # fmt: skip
+
+
+def _delivery(d: AlertDeliveryRow) -> Delivery:
+    return Delivery(
+        at=_iso(d.finished_at or d.created_at), ok=d.state == "sent", state=d.state,
+        attempts=d.attempts, share=d.share, posts=d.posts, status=d.status, error=d.error,
+    )  # fmt: skip
+
+
+def _open_existing(settings: Settings) -> Database | None:
+    """The store, or None when the embedded SQLite file does not exist yet (so no rule does):
+    `backfire score` must not create a database just to learn that."""
+    if settings.database_url is None and not (settings.data_dir / "backfire.db").exists():
+        return None
+    return open_database(settings)
+
+
+class RuleStore:
+    """Read access to the rules for the CLI and tests; `owner=None` lists every rule."""
+
+    def __init__(self, db: Database | None) -> None:
+        self.db = db
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleStore:
-        return cls(settings.data_dir / "alerts.json")
+        return cls(_open_existing(settings))
 
-    def load(self) -> list[AlertRule]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+    def load(self, owner: str | None = None) -> list[AlertRule]:
+        if self.db is None:
             return []
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"The alert rules file {self.path} cannot be read ({e}).") from e
-        return [AlertRule.model_validate(r) for r in data.get("rules", [])]
+        return [_rule(r, ds) for r, ds in store.list_rules(self.db, owner)]
 
-    @contextlib.contextmanager
-    def edit(self) -> Iterator[list[AlertRule]]:
-        """Yield the rules under an exclusive lock; what the block leaves is saved atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            rules = self.load()
-            yield rules
-            self._save(rules)
-
-    def _save(self, rules: list[AlertRule]) -> None:
-        body = json.dumps({"rules": [r.model_dump() for r in rules]}, indent=2)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".alerts-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.dispose()
 
 
 def add_rule(
@@ -143,10 +165,14 @@ def add_rule(
     *,
     hashtag: str,
     threshold: float,
-    window: str,
+    window: str | int,
     min_posts: int,
     webhook: str,
+    owner: str | None = None,
+    db: Database | None = None,
 ) -> AlertRule:
+    """Validate (the webhook URL passes the SSRF checks) and store a rule. `db`: the caller's
+    open store (the API's); else the settings' store is opened for this call."""
     if not 0 < threshold <= 1:
         raise UsageError("--backlash-share is a share between 0 and 1, e.g. 0.3 for 30 %.")
     if min_posts < 1:
@@ -154,22 +180,34 @@ def add_rule(
     tag = hashtag.strip().lstrip("#")  # shown as given; matched case-insensitively
     if not tag:
         raise UsageError("--hashtag is empty.")
+    window_s = parse_window(str(window))
     check_url(webhook, FetchPolicy.from_settings(settings))  # SSRF: refuse before storing
-    rule = AlertRule(
-        id=secrets.token_hex(4), hashtag=tag, threshold=threshold, window_s=parse_window(window),
-        min_posts=min_posts, webhook=webhook, created_at=_iso(datetime.now(UTC)),
+    row = AlertRuleRow(
+        id=secrets.token_hex(4), owner=owner, hashtag=tag, hashtag_key=norm_tag(tag),
+        threshold=threshold, window_s=window_s, min_posts=min_posts, webhook=webhook,
+        created_at=datetime.now(UTC), armed=True, fired=0,
     )  # fmt: skip
-    with RuleStore.from_settings(settings).edit() as rules:
-        rules.append(rule)
-    return rule
+    mine = db or open_database(settings)
+    try:
+        store.add_rule(mine, row)
+    finally:
+        if db is None:
+            mine.dispose()
+    return _rule(row)
 
 
-def remove_rule(settings: Settings, rule_id: str) -> bool:
-    with RuleStore.from_settings(settings).edit() as rules:
-        keep = [r for r in rules if r.id != rule_id]
-        gone = len(keep) != len(rules)
-        rules[:] = keep
-    return gone
+def remove_rule(
+    settings: Settings, rule_id: str, owner: str | None = None, db: Database | None = None
+) -> bool:
+    """Remove a rule; with `owner`, only that key's (another key's rule is "not found")."""
+    mine = db or _open_existing(settings)
+    if mine is None:
+        return False
+    try:
+        return store.remove_rule(mine, rule_id, owner)
+    finally:
+        if db is None:
+            mine.dispose()
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -276,6 +314,25 @@ def _payload(
 Sender = Callable[[str, dict[str, Any]], "DeliveryResult"]
 
 
+def fire_rules(
+    s: Any,
+    rules: Sequence[AlertRuleRow],
+    rows_for: Callable[[AlertRuleRow], list[dict[str, Any]]],
+    now: datetime,
+) -> list[tuple[Firing, int]]:
+    """Evaluate locked `rules` inside the caller's write transaction `s`; save their state and a
+    pending delivery per firing. Returns each firing with its delivery id."""
+    out: list[tuple[Firing, int]] = []
+    for row in rules:
+        rule = _rule(row)
+        payloads = _evaluate_rule(rule, rows_for(row), now)
+        row.armed, row.fired = rule.armed, rule.fired
+        row.evaluated_until = _dt(rule.evaluated_until)
+        for p in payloads:
+            out.append((Firing(rule.model_copy(), p), store.add_delivery(s, row.id, p).id))
+    return out
+
+
 def evaluate_rows(
     settings: Settings,
     rows: Iterable[dict[str, Any]],
@@ -284,30 +341,29 @@ def evaluate_rows(
     send: Sender | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[tuple[Firing, Delivery]]:
-    """Evaluate every rule on `rows` (verdict rows), deliver what fires, record the outcome.
-
-    For `backfire score` at the end of a run and for the workers as verdicts arrive (pass the
-    new rows together with the recent ones of the window). Returns the deliveries made.
-    """
-    store = RuleStore.from_settings(settings)
-    if not store.path.exists():
+    """Evaluate the operator's rules (`backfire alert add`) on the rows of a `backfire score`
+    run, deliver what fires (inline, with retries) and record the outcome. Returns the
+    deliveries made. API keys' rules watch only their own posts, never a CLI run's."""
+    db = _open_existing(settings)
+    if db is None:
         return []
-    now = now or datetime.now(UTC)
-    rows = list(rows)
-    firings: list[Firing] = []
-    with store.edit() as rules:
-        for rule in rules:
-            firings += [Firing(rule.model_copy(), p) for p in _evaluate_rule(rule, rows, now)]
-    # Deliver outside the lock: retries with backoff may take seconds.
-    send = send or (lambda url, body: post_json(url, body, settings))
-    results = [(f, deliver(f, settings, send, sleep)) for f in firings]
-    if results:
-        with store.edit() as rules:
-            by_id = {r.id: r for r in rules}
-            for f, d in results:
-                if (rule := by_id.get(f.rule.id)) is not None:
-                    rule.deliveries = (rule.deliveries + [d])[-MAX_DELIVERIES_KEPT:]
-    return results
+    try:
+        now = now or datetime.now(UTC)
+        rows = list(rows)
+        with db.write() as s:
+            rules = store.rules_to_evaluate(s, hashtag_key=None, post_owner=None)
+            firings = fire_rules(s, rules, lambda _r: rows, now)
+        # Deliver outside the transaction: retries with backoff may take seconds.
+        send = send or (lambda url, body: post_json(url, body, settings))
+        results = []
+        for f, delivery_id in firings:
+            d = deliver(f, settings, send, sleep)
+            state = "sent" if d.ok else "failed"
+            store.set_delivery_state(db, delivery_id, state, d.attempts, d.status, d.error)
+            results.append((f, d.model_copy(update={"state": state})))
+        return results
+    finally:
+        db.dispose()
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -345,12 +401,22 @@ _SLIM = ("post_id", "status", "hashtag", "created_at", "author", "image", "capti
          "verdict", "confidence", "reasons")  # fmt: skip
 
 
+def _has_cli_rules(settings: Settings) -> bool:
+    db = _open_existing(settings)
+    if db is None:
+        return False
+    try:
+        return store.has_rules(db, cli_only=True)
+    finally:
+        db.dispose()
+
+
 class AlertTee:
     """Collects the slim fields alerts need from each written row, only if any rule exists."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.active = RuleStore.from_settings(settings).path.exists()
+        self.active = _has_cli_rules(settings)
         self.rows: list[dict[str, Any]] = []
 
     def wrap(self, write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -371,6 +437,9 @@ class AlertTee:
             results = evaluate_rows(self.settings, self.rows)
         except BackfireError as e:
             console.print(f"[yellow]alerts not evaluated[/]: {e.message}", soft_wrap=True)
+            return
+        except SQLAlchemyError as e:  # the store is unreachable: the scores are written anyway
+            console.print(f"[yellow]alerts not evaluated[/]: store: {e}", soft_wrap=True)
             return
         for f, d in results:
             state = "sent" if d.ok else f"FAILED after {d.attempts} tries ({d.error})"

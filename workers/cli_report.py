@@ -163,7 +163,8 @@ def alert_add(
 def alert_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with state).")] = False,
 ) -> None:
-    """The alert rules, whether each is armed, and its last delivery.
+    """The alert rules (the CLI's and every API key's), whether each is armed, and its last
+    delivery.
 
     Example: backfire alert list --json
     """
@@ -171,10 +172,13 @@ def alert_list(
 
     from workers.alerts import RuleStore, format_window
 
+    store = RuleStore.from_settings(settings_with())
     try:
-        rules = RuleStore.from_settings(settings_with()).load()
+        rules = store.load()
     except BackfireError as e:
         raise fail(e) from None
+    finally:
+        store.close()
     if as_json:
         typer.echo(json.dumps([r.model_dump() for r in rules], indent=2))
         return
@@ -182,15 +186,15 @@ def alert_list(
         typer.echo("No alert rules. Add one: backfire alert add --hashtag TAG --webhook URL")
     for r in rules:
         last = r.deliveries[-1] if r.deliveries else None
+        outcome = {"sent": "sent", "pending": "pending"}.get(last.state, "FAILED") if last else ""
         sent = (
-            "never fired"
-            if last is None
-            else f"last {'sent' if last.ok else 'FAILED'} {last.at} ({last.attempts} tries)"
+            "never fired" if last is None else f"last {outcome} {last.at} ({last.attempts} tries)"
         )
+        whose = f"  (API key {r.owner})" if r.owner else ""
         typer.echo(
             f"{r.id}  #{r.hashtag}  ≥ {r.threshold:.0%} over {format_window(r.window_s)}, "
             f"≥ {r.min_posts} posts  {'armed' if r.armed else 'fired, waiting to re-arm'}  "
-            f"fired {r.fired}×, {sent}  → {r.webhook}"
+            f"fired {r.fired}×, {sent}  → {r.webhook}{whose}"
         )
 
 

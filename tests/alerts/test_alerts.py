@@ -7,14 +7,16 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from workers.alerts import AlertTee, RuleStore, add_rule, evaluate_rows, parse_window
 from workers.cli import app
 from workers.config import Settings, get_settings
+from workers.store import open_database
+from workers.store.models import AlertRuleRow
 
 T0 = datetime(2014, 4, 22, 14, 0, tzinfo=UTC)
 
@@ -243,7 +245,12 @@ def test_parse_window() -> None:
         parse_window("soon")
 
 
-def test_rule_file_is_json(asettings, receiver, tmp_path: Path) -> None:
-    rule(asettings, receiver.url)
-    data = json.loads((asettings.data_dir / "alerts.json").read_text())
-    assert data["rules"][0]["webhook"] == receiver.url
+def test_rules_live_in_the_store(asettings, receiver) -> None:
+    # The store shared with the API and the workers, not a file beside it.
+    rid = rule(asettings, receiver.url)
+    db = open_database(asettings, upgrade=False)
+    with db.read() as s:
+        (row,) = s.scalars(select(AlertRuleRow)).all()
+    db.dispose()
+    assert row.id == rid and row.webhook == receiver.url and row.owner is None
+    assert not (asettings.data_dir / "alerts.json").exists()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -131,3 +133,56 @@ class SceneCacheRow(Base):
     media_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     pipeline_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     scenes: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+#: Alert windows read a hashtag's recent posts, matched case-insensitively (workers/alerts.py).
+Index("ix_posts_tag_time", func.lower(PostRow.hashtag), PostRow.posted_at)
+
+
+class AlertRuleRow(Base):
+    """An early-warning rule (workers/alerts.py) and its crossing state.
+
+    `owner` is the API key that created it; NULL for rules added with `backfire alert add`, which
+    watch every owner's posts (the operator's view). Rules of a key see only that key's posts.
+    """
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (
+        Index("ix_alert_rules_tag", "hashtag_key"),
+        Index("ix_alert_rules_owner", "owner"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(16))
+    #: As given (without #), for display; `hashtag_key` is its lower-case form, for matching.
+    hashtag: Mapped[str] = mapped_column(String(200))
+    hashtag_key: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[float] = mapped_column(Float)
+    window_s: Mapped[int] = mapped_column(Integer)
+    min_posts: Mapped[int] = mapped_column(Integer)
+    webhook: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    armed: Mapped[bool] = mapped_column(Boolean, default=True)
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+    #: Newest post time evaluated: posts at or before it never fire this rule again.
+    evaluated_until: Mapped[datetime | None] = mapped_column()
+
+
+class AlertDeliveryRow(Base):
+    """One firing of a rule: the message (kept so a worker can send it by id) and its fate."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_rule", "rule_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    #: pending (queued for a worker) | sent | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    share: Mapped[float] = mapped_column(Float)
+    posts: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
