@@ -195,3 +195,25 @@ def test_unreachable_hub_fails_fast_with_instructions(tiny_settings, monkeypatch
     with pytest.raises(WeightsMissing, match="cannot be reached") as ei:
         Pipeline.from_settings(settings)
     assert "backfire model pull" in ei.value.message
+
+
+def test_text_pages_released_after_prompt_encoding_read_back_intact(tiny_settings):
+    """A cold start encodes the prompts, then hands the text weights' pages back to the kernel
+    (they are a read-only map of the checkpoint). Reading them again must give the same
+    numbers; anonymous memory must never be released (it would read back as zeros)."""
+    import torch
+
+    from workers.scenes.loading import release_file_pages
+
+    pipe = Pipeline.from_settings(tiny_settings)
+    assert not pipe.scenes.cache_hit
+    text_params = [
+        p for n, p in pipe.encoder.model.named_parameters() if not n.startswith("visual")
+    ]
+    assert release_file_pages(text_params, str(tiny_settings.checkpoint)) > 0
+    again = pipe.encoder.encode_texts(["a photo of an arrest."])
+    fresh = Pipeline.from_settings(tiny_settings).encoder.encode_texts(["a photo of an arrest."])
+    np.testing.assert_allclose(again, fresh, atol=1e-6)
+    anon = torch.ones(100_000)
+    assert release_file_pages([anon], str(tiny_settings.checkpoint)) == 0
+    assert float(anon.sum()) == 100_000.0

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from workers.errors import ConfigError, ModelError
-from workers.scenes.loading import build_from_checkpoint
+from workers.scenes.loading import build_from_checkpoint, release_file_pages
 from workers.scenes.preprocess import fast_preprocess
 from workers.scenes.weights import resolve_weights
 
@@ -73,6 +73,7 @@ class ClipEncoder:
         except Exception as e:  # noqa: BLE001 - open_clip signals bad weights in many ways
             raise ModelError(f"Could not load weights {weights.path} into {model_name}: {e}") from e
         self.model = model
+        self._weights_path = weights.path
         self.preprocess = fast_preprocess(model.visual.preprocess_cfg, preprocess)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.logit_scale = float(model.logit_scale.exp().item())
@@ -97,6 +98,12 @@ class ClipEncoder:
                 tokens = self.tokenizer(texts[i : i + batch_size]).to(self.device)
                 out.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
         return np.concatenate(out, axis=0)
+
+    def release_text_tower(self) -> None:
+        """The prompt embeddings are cached: the text weights need not stay in memory."""
+        visual = {id(p) for p in self.model.visual.parameters()}
+        text = [p for p in self.model.parameters() if id(p) not in visual]
+        release_file_pages(text, self._weights_path)
 
 
 def pull_weights(settings: Settings) -> str:

@@ -84,3 +84,46 @@ def _check_nothing_left_on_meta(model: Any, checkpoint: str) -> None:
             f"{checkpoint} does not provide {len(missing)} tensor(s) the model needs "
             f"(e.g. {', '.join(missing[:3])}); refusing to run with uninitialised weights."
         )
+
+
+_MADV_DONTNEED = 4
+_PAGE = 4096
+
+
+def release_file_pages(tensors: list[Any], checkpoint: str) -> int:
+    """Give back the resident pages behind `tensors` when they are a read-only memory map of the
+    checkpoint file (safetensors): the kernel re-reads them from the file if they are ever
+    touched again. Used for the text tower once the prompt embeddings are cached: otherwise a
+    first run keeps ≈ 250 MB of text weights resident for nothing.
+
+    Only ranges inside a mapping of `checkpoint` itself are released: on anonymous memory
+    MADV_DONTNEED would zero the weights. Returns the bytes released (0 when not applicable)."""
+    import ctypes
+    import os
+
+    target = os.path.realpath(checkpoint)
+    spans = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].strip() == target and parts[1].startswith("r"):
+                    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                    spans.append((lo, hi))
+    except OSError:
+        return 0
+    if not spans:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    released = 0
+    for t in tensors:
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        lo, hi = start // _PAGE * _PAGE, -(-end // _PAGE) * _PAGE
+        inside = any(s <= lo and hi <= e for s, e in spans)
+        if (
+            inside
+            and libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) == 0
+        ):
+            released += hi - lo
+    return released

@@ -55,6 +55,9 @@ class SceneScorer:
             except (OSError, ValueError, KeyError) as e:  # a damaged cache is just a miss
                 log.warning("ignoring unreadable prompt cache %s: %s", path, e)
         pos, con = self._encode_prompts()
+        release = getattr(self.encoder, "release_text_tower", None)
+        if release is not None:
+            release()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Write-then-rename so concurrent workers never read half a file.
