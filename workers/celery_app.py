@@ -14,6 +14,7 @@ from workers.config import Settings, get_settings
 
 SCORE_TASK = "backfire.score_post"
 WEBHOOK_TASK = "backfire.deliver_webhook"
+ALERT_TASK = "backfire.deliver_alert"
 
 
 def create_app(settings: Settings) -> Celery:

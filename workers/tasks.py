@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from workers.celery_app import SCORE_TASK, WEBHOOK_TASK
+from workers.celery_app import ALERT_TASK, SCORE_TASK, WEBHOOK_TASK
 from workers.config import Settings, get_settings
 from workers.domain import Post
 from workers.errors import MediaError
@@ -129,6 +129,8 @@ def _score(st: WorkerState, pipeline: Pipeline, seq: int) -> str:
         st.db, seq, pipeline.version, result.as_record(), detected=detected, scoring_s=elapsed
     )
     _maybe_webhook(st, seq)
+    if result.ok:
+        _maybe_alerts(st, seq)
     return "done" if result.ok else "failed"
 
 
@@ -154,6 +156,38 @@ def _maybe_webhook(st: WorkerState, seq: int) -> None:
     view = repo.get_by_seq(st.db, seq)
     if view is not None and view.post.callback_url and view.post.webhook_status == "pending":
         deliver_webhook.apply_async(args=[seq, 1])
+
+
+def _maybe_alerts(st: WorkerState, seq: int) -> None:
+    """Evaluate the alert rules this verdict can move; hand firings to `deliver_alert`.
+
+    The verdict is stored already: nothing here may fail or retry the scoring task. A firing
+    whose message cannot be published stays `pending` in the store, with the error logged."""
+    from workers.alert_watch import evaluate_after_verdict
+
+    try:
+        delivery_ids = evaluate_after_verdict(st.db, seq)
+    except Exception:
+        log.exception("alert rules not evaluated after post %s", seq)
+        return
+    for delivery_id in delivery_ids:
+        try:
+            deliver_alert.apply_async(args=[delivery_id, 1])
+        except Exception as e:  # kombu raises many types for a dead broker
+            log.warning("alert delivery %s not queued: %s", delivery_id, e)
+
+
+@shared_task(name=ALERT_TASK, ignore_result=True)
+def deliver_alert(delivery_id: int, attempt: int = 1) -> str:
+    """One POST of a fired alert; the next attempt is a new message after a backoff, so a slow
+    receiver occupies a worker for one attempt at a time, never for the whole retry ladder."""
+    from workers.alert_watch import send_delivery
+
+    st = state()
+    outcome, delay = send_delivery(st.settings, st.db, delivery_id, attempt)
+    if delay is not None:
+        deliver_alert.apply_async(args=[delivery_id, attempt + 1], countdown=delay)
+    return outcome
 
 
 @shared_task(name=WEBHOOK_TASK, bind=True, ignore_result=True)

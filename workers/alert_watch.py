@@ -1,0 +1,67 @@
+"""Alerts as verdicts arrive: the workers' side of workers/alerts.py. Light: no torch.
+
+After the score task stores a verdict it calls `evaluate_after_verdict`: the rules of that post's
+hashtag (the operator's, and those of the key that posted it) are locked and evaluated on the
+window read from the store; each firing becomes a pending delivery row, and its id goes to the
+small `deliver_alert` task, so retries with backoff never hold up scoring. `send_delivery` is
+that task's body: one attempt per message, the next attempt re-published with a countdown.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from workers.alerts import fire_rules, norm_tag, post_json
+from workers.config import Settings
+from workers.store import Database
+from workers.store import alerts as store
+from workers.store.models import AlertRuleRow, PostRow
+
+
+def evaluate_after_verdict(db: Database, seq: int, now: datetime | None = None) -> list[int]:
+    """Evaluate the rules post `seq` can move; returns the ids of the deliveries to send."""
+    with db.read() as s:
+        post = s.scalar(select(PostRow).where(PostRow.seq == seq))
+    if post is None or post.status != "done" or not post.hashtag:
+        return []
+    key = norm_tag(post.hashtag)
+    if not store.has_rules(db, key):  # the usual case: no write transaction at all
+        return []
+    posted_at = post.posted_at
+
+    def rows_for(s: Any, rule: AlertRuleRow) -> list[dict[str, Any]]:
+        # From one window before the older of "last evaluated" and this post: enough to fill
+        # the window of every post this evaluation can fire on.
+        start = min(rule.evaluated_until or posted_at, posted_at)
+        since = start - timedelta(seconds=rule.window_s)
+        return store.window_rows(s, key, since, rule.owner)
+
+    with db.write() as s:
+        rules = store.rules_to_evaluate(s, hashtag_key=key, post_owner=post.owner)
+        if not rules:
+            return []
+        firings = fire_rules(s, rules, lambda r: rows_for(s, r), now or datetime.now(UTC))
+    return [delivery_id for _f, delivery_id in firings]
+
+
+def send_delivery(
+    settings: Settings, db: Database, delivery_id: int, attempt: int
+) -> tuple[str, float | None]:
+    """One attempt at a pending delivery. Returns the outcome and, when another attempt could
+    help and is allowed, the delay before it (else None)."""
+    got = store.get_delivery(db, delivery_id)
+    if got is None or got[0].state != "pending":
+        return "skip", None  # sent already (a re-delivered message), failed, or rule removed
+    delivery, rule = got
+    result = post_json(rule.webhook, delivery.payload, settings)  # vets the URL again
+    if result.ok:
+        store.set_delivery_state(db, delivery_id, "sent", attempt, result.status)
+        return "sent", None
+    if attempt >= settings.alert_attempts or not result.retry:
+        store.set_delivery_state(db, delivery_id, "failed", attempt, result.status, result.error)
+        return "failed", None
+    store.set_delivery_state(db, delivery_id, "pending", attempt, result.status, result.error)
+    return "retrying", settings.alert_backoff_s * 2 ** (attempt - 1)
