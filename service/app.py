@@ -11,7 +11,7 @@ from service import problems
 from service.context import ApiContext
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import hashtags, health, posts
+from service.routes import alerts, hashtags, health, posts
 from workers.config import Settings, get_settings
 
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(posts.router)
     app.include_router(hashtags.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     # Outermost first: the body cap applies before anything reads the body.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -111,3 +111,68 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
+
+
+class AlertIn(BaseModel):
+    """An early-warning rule: POST `webhook` when the rolling backlash share of `hashtag` (among
+    this key's posts) reaches `backlash_share`; once per crossing, re-armed when it falls back."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    hashtag: str = Field(..., min_length=1, max_length=200, examples=["myNYPD"])
+    backlash_share: float = Field(0.3, gt=0, le=1, description="Threshold share (0-1].")
+    window: str | int = Field(
+        "30m", description="Rolling window: `30m`, `2h`, `1d`, `90s` or seconds."
+    )
+    min_posts: int = Field(20, ge=1, description="Scored posts the window needs to fire.")
+    webhook: str = Field(
+        ..., max_length=2000, description="http(s) URL; Slack-compatible JSON is POSTed there."
+    )
+
+    @field_validator("hashtag")
+    @classmethod
+    def _strip_hash(cls, v: str) -> str:
+        if not v.lstrip("#"):
+            raise ValueError("hashtag is empty")
+        return v.lstrip("#")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | int) -> str | int:
+        from workers.alerts import parse_window
+        from workers.errors import UsageError
+
+        try:
+            parse_window(str(v))
+        except UsageError as e:
+            raise ValueError(e.message) from e
+        return v
+
+
+class AlertDeliveryOut(BaseModel):
+    at: str
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    share: float
+    posts: int
+    status: int | None
+    error: str | None
+
+
+class AlertOut(BaseModel):
+    id: str
+    hashtag: str
+    backlash_share: float
+    window: str
+    window_seconds: int
+    min_posts: int
+    webhook: str
+    created_at: str
+    armed: bool = Field(description="False after firing, until the share falls back.")
+    fired: int = Field(description="Crossings so far.")
+    last_delivery: AlertDeliveryOut | None
+    links: dict[str, str]
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]

@@ -1,4 +1,4 @@
-"""/v1/hashtags/{tag}/summary: how a campaign is going."""
+"""/v1/hashtags/{tag}/summary and /report: how a campaign is going, as numbers and as a page."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
 
 from service.deps import Ctx, CurrentKey
-from service.schemas import HashtagSummary
+from service.schemas import HashtagSummary, Problem
+from workers.errors import NotFound
+from workers.report import render_report
+from workers.report.render import CSP
+from workers.report.store_rows import store_rows
 from workers.store import posts as repo
 
 router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"])
@@ -18,3 +23,30 @@ router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"])
 def hashtag_summary(tag: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Posts per status, verdict and detected scene; backlash share; first/last post time."""
     return asdict(repo.summary(ctx.db, key.key_id, tag.lstrip("#")))
+
+
+@router.get(
+    "/{tag}/report",
+    response_class=HTMLResponse,
+    summary="The campaign report (one self-contained HTML page)",
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The report page."},
+        404: {"model": Problem, "description": "No finished post of this key under the tag"},
+    },
+)
+def hashtag_report(tag: str, ctx: Ctx, key: CurrentKey) -> HTMLResponse:
+    """This key's finished posts under the hashtag: verdict shares, backlash over time, scenes,
+    the posts driving it, reposted photos, failures. Thumbnails come from the media store; the
+    page loads nothing from anywhere (the same policy is sent as a header as in its meta tag)."""
+    tag = tag.lstrip("#")
+    rows = list(store_rows(ctx.db, ctx.settings, tag, owner=key.key_id))
+    if not rows:
+        raise NotFound(f"No finished posts under #{tag} for this API key yet.")
+    html = render_report(rows, settings=ctx.settings)
+    headers = {
+        "Content-Security-Policy": CSP,
+        "X-Content-Type-Options": "nosniff",
+        # The page shows one tenant's posts: no shared cache may keep it.
+        "Cache-Control": "private, no-store",
+    }
+    return HTMLResponse(html, headers=headers)
