@@ -254,3 +254,64 @@ def test_rules_live_in_the_store(asettings, receiver) -> None:
     db.dispose()
     assert row.id == rid and row.webhook == receiver.url and row.owner is None
     assert not (asettings.data_dir / "alerts.json").exists()
+
+
+def test_workers_evaluate_as_verdicts_arrive(asettings, receiver) -> None:
+    """The worker path: each stored verdict evaluates its hashtag's rules on a window read from
+    the store; an API key's rule counts only that key's posts; deliveries go out by id."""
+    from workers.alert_watch import evaluate_after_verdict, send_delivery
+    from workers.store.posts import NewPost, create_post, record_result
+
+    db = open_database(asettings)
+    cli_rule = rule(asettings, receiver.url, min_posts=5, threshold=0.5)
+    key_rule = add_rule(
+        asettings, hashtag="mynypd", threshold=0.5, window="30m", min_posts=5,
+        webhook=receiver.url, owner="k1", db=db,
+    ).id  # fmt: skip
+
+    def verdict(owner: str, minute: int, v: str) -> list[int]:
+        created = (T0 + timedelta(minutes=minute)).isoformat()
+        new = NewPost(owner=owner, media_sha256="0" * 64, hashtag="myNYPD",
+                      post_id=f"{owner}-{minute}", created_at=created)  # fmt: skip
+        row, _ = create_post(db, new)
+        record = {"verdict": v, "confidence": 0.9, "reasons": ["arrest 0.9"]}
+        record_result(db, row.seq, "pv", record, detected=[], scoring_s=0.01)
+        return evaluate_after_verdict(db, row.seq)
+
+    fired = [verdict("k2", m, "backlash") for m in range(6)]
+    assert [len(f) for f in fired] == [0, 0, 0, 0, 1, 0]  # the operator's rule sees k2's posts
+    fired = [verdict("k1", m, "backlash") for m in range(10, 15)]
+    # k1's rule fires on k1's 5th post only; the operator's rule is still disarmed.
+    assert [len(f) for f in fired] == [0, 0, 0, 0, 1]
+    by_rule = {r.id: r for r in RuleStore(db).load()}
+    assert by_rule[cli_rule].fired == 1 and by_rule[key_rule].fired == 1
+
+    (delivery_id,) = fired[-1]
+    assert send_delivery(asettings, db, delivery_id, 1) == ("sent", None)
+    assert send_delivery(asettings, db, delivery_id, 1) == ("skip", None)  # re-delivered message
+    (body,) = receiver.bodies
+    assert body["rule_id"] == key_rule and body["posts"] == 5
+    assert {p["post_id"] for p in body["top_posts"]} <= {f"k1-{m}" for m in range(10, 15)}
+    assert RuleStore(db).load(owner="k1")[0].deliveries[-1].state == "sent"
+    db.dispose()
+
+
+def test_worker_delivery_retries_then_fails(asettings) -> None:
+    from workers.alert_watch import send_delivery
+    from workers.store import alerts as store
+
+    bad = Receiver(statuses=[500] * 5)
+    db = open_database(asettings)
+    try:
+        rid = rule(asettings, bad.url)
+        with db.write() as s:
+            payload = {"text": "t", "share": 0.5, "posts": 10}
+            delivery_id = store.add_delivery(s, rid, payload).id
+        outcome, delay = send_delivery(asettings, db, delivery_id, 1)
+        assert outcome == "retrying" and delay == pytest.approx(0.01)
+        assert send_delivery(asettings, db, delivery_id, 3) == ("failed", None)
+    finally:
+        bad.close()
+    (d,) = RuleStore(db).load()[0].deliveries
+    assert d.state == "failed" and d.attempts == 3 and d.error == "HTTP 500" and bad.hits == 2
+    db.dispose()
