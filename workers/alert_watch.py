@@ -9,6 +9,7 @@ that task's body: one attempt per message, the next attempt re-published with a 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from workers.config import Settings
 from workers.store import Database
 from workers.store import alerts as store
 from workers.store.models import AlertRuleRow, PostRow
+
+log = logging.getLogger("backfire.alerts")
 
 
 def evaluate_after_verdict(db: Database, seq: int, now: datetime | None = None) -> list[int]:
@@ -65,3 +68,12 @@ def send_delivery(
         return "failed", None
     store.set_delivery_state(db, delivery_id, "pending", attempt, result.status, result.error)
     return "retrying", settings.alert_backoff_s * 2 ** (attempt - 1)
+
+
+def record_unqueued(db: Database, delivery_id: int, exc: BaseException) -> None:
+    """The delivery's message could not be published (broker down): record it as failed."""
+    try:
+        error = f"not queued: {type(exc).__name__}: {exc}"
+        store.set_delivery_state(db, delivery_id, "failed", 0, error=error[:500])
+    except Exception:  # the store is down too: the log is all there is
+        log.exception("alert delivery %s not recorded as failed", delivery_id)

@@ -162,8 +162,9 @@ def _maybe_alerts(st: WorkerState, seq: int) -> None:
     """Evaluate the alert rules this verdict can move; hand firings to `deliver_alert`.
 
     The verdict is stored already: nothing here may fail or retry the scoring task. A firing
-    whose message cannot be published stays `pending` in the store, with the error logged."""
-    from workers.alert_watch import evaluate_after_verdict
+    whose message cannot be published is recorded as failed (visible in `backfire alert list`)
+    rather than left pending with nobody to send it."""
+    from workers.alert_watch import evaluate_after_verdict, record_unqueued
 
     try:
         delivery_ids = evaluate_after_verdict(st.db, seq)
@@ -175,6 +176,7 @@ def _maybe_alerts(st: WorkerState, seq: int) -> None:
             deliver_alert.apply_async(args=[delivery_id, 1])
         except Exception as e:  # kombu raises many types for a dead broker
             log.warning("alert delivery %s not queued: %s", delivery_id, e)
+            record_unqueued(st.db, delivery_id, e)
 
 
 @shared_task(name=ALERT_TASK, ignore_result=True)

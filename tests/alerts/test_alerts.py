@@ -277,4 +277,13 @@ def test_worker_delivery_retries_then_fails(asettings) -> None:
         bad.close()
     (d,) = RuleStore(db).load()[0].deliveries
     assert d.state == "failed" and d.attempts == 3 and d.error == "HTTP 500" and bad.hits == 2
+
+    # A firing whose message the broker refused is recorded as failed, not left pending.
+    from workers.alert_watch import record_unqueued
+
+    with db.write() as s:
+        other = store.add_delivery(s, rid, payload).id
+    record_unqueued(db, other, ConnectionError("Redis is down"))
+    last = RuleStore(db).load()[0].deliveries[-1]
+    assert last.state == "failed" and "not queued" in (last.error or "")
     db.dispose()
