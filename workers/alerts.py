@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -135,7 +136,8 @@ def _delivery(d: AlertDeliveryRow) -> Delivery:
 def _open_existing(settings: Settings) -> Database | None:
     """The store, or None when the embedded SQLite file does not exist yet (so no rule does):
     `backfire score` must not create a database just to learn that."""
-    if settings.database_url is None and not (settings.data_dir / "backfire.db").exists():
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
         return None
     return open_database(settings)
 
