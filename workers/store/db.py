@@ -8,8 +8,9 @@ with "database is locked" when a read transaction tries to upgrade to a write.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,19 @@ class Database:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction committed on success, rolled back on error."""
-        with self._write() as session, session.begin():
+        # SQLite has one writer at a time. Threads of one process queue on this lock instead of
+        # in SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms between retries: under a
+        # burst of uploads those sleeps were the latency tail. Other processes still meet the
+        # busy handler, for the few microseconds a short write transaction holds the lock.
+        with self._write_lock, self._write() as session, session.begin():
             yield session
 
     @contextmanager
