@@ -20,13 +20,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
+from tests.quiet_http import QuietHTTPServer
 
 N_POSTS, N_IMAGES, ROUNDS = 2000, 1500, 5
 
@@ -68,7 +69,7 @@ def _handler(media: _Media) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def media_server() -> Iterator[tuple[int, _Media]]:
     media = _Media()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(media))
+    httpd = QuietHTTPServer(("127.0.0.1", 0), _handler(media))
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:

@@ -18,16 +18,17 @@ Routes (query parameters in brackets):
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.quiet_http import QuietHTTPServer
 
 IMAGE_BODY = b"\x89PNG\r\n\x1a\n" + b"backfire-test-image" * 10
 
@@ -143,16 +144,9 @@ class LocalServer:
         return f"http://{host}:{self.port}{path}"
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
-        # The fetcher hangs up on purpose (caps, deadlines): a reset client is expected here.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 @pytest.fixture(scope="session")
 def local_server() -> Iterator[LocalServer]:
-    server = _QuietServer(("127.0.0.1", 0), _Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True  # slow routes must not hold up the end of the test run
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

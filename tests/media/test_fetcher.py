@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import GREEN, RED, image_bytes
 from tests.fakes import ColourSceneEncoder
+from tests.quiet_http import QuietHTTPServer
 from workers.config import Settings
 from workers.domain import Post
 from workers.errors import FetchHTTPError
@@ -125,7 +126,7 @@ class Server:
 def server() -> Iterator[Server]:
     faults = Faults()
     handler = type("Handler", (_Handler,), {"faults": faults})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = QuietHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
