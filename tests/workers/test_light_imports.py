@@ -1,0 +1,18 @@
+"""Importing the engine's light modules must not pull in torch (DESIGN: only the model modules
+do, lazily), so the CLI starts fast and the API process stays small."""
+
+import subprocess
+import sys
+
+
+def test_light_modules_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "import workers.cli, workers.runner, workers.pipeline, workers.sources, workers.caption\n"
+        "import workers.verdict, workers.media.fetcher, workers.media.decode, workers.writers\n"
+        "import workers.scenes.prompts, workers.store, workers.alerts, workers.report\n"
+        "print(sorted(m for m in ('torch', 'open_clip', 'torchvision', 'sklearn') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
