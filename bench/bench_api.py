@@ -23,6 +23,7 @@ import asyncio
 import io
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,18 +103,22 @@ async def load(url: str, key: str, data: bytes, seconds: float, concurrency: int
 
 
 def run_wrk(url: str, key: str, image: Path, seconds: float, concurrency: int, distinct: bool):
-    """(latencies as p50/p90/p99/max in seconds, requests, non-2xx, socket errors, elapsed)."""
+    """(latencies as p50/p90/p99/max in seconds, requests, non-2xx, socket errors, elapsed,
+    CPU seconds wrk used)."""
     script = REPO / "bench" / "wrk_upload.lua"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s", "-s",
          str(script), url, "--", str(image), key, "1" if distinct else "0"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     line = next(x for x in out.splitlines() if x.startswith("WRK "))
     f = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
     errors = f["connect"] + f["read"] + f["write"] + f["timeout"]
     lat = {q: f[f"{q}_us"] / 1e6 for q in ("p50", "p90", "p99", "max")}
-    return lat, f["requests"], f["non2xx"], errors, f["duration_us"] / 1e6
+    return lat, f["requests"], f["non2xx"], errors, f["duration_us"] / 1e6, wrk_cpu
 
 
 def count_posts(settings) -> int:  # type: ignore[no-untyped-def]
@@ -183,11 +188,13 @@ def main() -> None:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         if load_kind == "wrk":
-            q, n, non2xx, errors, elapsed = run_wrk(
+            q, n, non2xx, errors, elapsed, gen_cpu = run_wrk(
                 url, key, image, args.seconds, args.concurrency, args.distinct
             )
             codes = {"non-2xx": non2xx, "socket errors": errors, "requests": n}
+            gen_note = f"; wrk itself used {gen_cpu / elapsed * 100:.0f} % of one core"
         else:
+            gen_note = "; the Python client runs in this process"
             lat, codes, elapsed = asyncio.run(
                 load(url, key, data, args.seconds, args.concurrency)
             )  # fmt: skip
@@ -219,7 +226,7 @@ def main() -> None:
     print(f"latency p50 {q['p50'] * 1000:.1f} ms, p90 {q['p90'] * 1000:.1f} ms, "
           f"p99 {q['p99'] * 1000:.1f} ms, max {q['max'] * 1000:.1f} ms")
     print(f"API CPU: {cpu_used / elapsed * 100:.0f} % of one core, "
-          f"{cpu_used / max(1, accepted) * 1000:.1f} ms CPU per accepted upload")
+          f"{cpu_used / max(1, accepted) * 1000:.1f} ms CPU per accepted upload{gen_note}")
     print(f"API RSS: {idle:.0f} MB idle, {busy:.0f} MB after the run (all uvicorn processes)")
 
 
