@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -181,6 +182,7 @@ def run(kind: str, n_noop: int, n_score: int) -> None:
             r.delete(k)
         r.delete(done_key)
 
+    shutil.rmtree(tmp, ignore_errors=True)  # checkpoint, store, log (kept only on failure)
     print(f"== model {kind}: worker ready (model loaded) {ready_s:.1f} s after start")
     print(f"  no-op task round trip:    {fmt(noop_lat)}")
     print(f"  scoring task round trip:  {fmt(score_lat)}  statuses {sorted(statuses)}")
