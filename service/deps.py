@@ -10,14 +10,16 @@ from service.context import ApiContext
 from workers.store.keys import Principal, authenticate
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
+    # async: a plain attribute read, not worth a hop to the thread pool (sync dependencies
+    # run there).
     return request.app.state.ctx
 
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
-def _api_key(
+async def _api_key(
     authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
     x_api_key: Annotated[str | None, Header(description="The API key (alternative).")] = None,
 ) -> str | None:
