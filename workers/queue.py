@@ -33,10 +33,17 @@ class Publisher:
     def broker_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    def publish(self, seqs: Iterable[int], *, force: bool = False) -> list[int]:
-        """Publish what can be published; returns the ids sent (and marks them enqueued)."""
+    def publish(
+        self, seqs: Iterable[int], *, force: bool = False, premarked: bool = False
+    ) -> list[int]:
+        """Publish what can be published; returns the ids sent (and marks them enqueued).
+        `premarked`: the posts were stamped enqueued when inserted (`create_post(enqueued=
+        True)`), so only a failure writes (to clear the stamp of those not sent)."""
+        seqs = list(seqs)
         sent: list[int] = []
         if self.broker_down and not force:
+            if premarked:
+                mark_enqueued(self.db, seqs, sent=False)
             return sent
         try:
             for seq in seqs:
@@ -45,6 +52,9 @@ class Publisher:
         except Exception as e:  # kombu raises many types for a dead broker
             self._down_until = time.monotonic() + self.cooldown_s
             log.warning("broker unavailable, %s left for the reconciler: %s", "posts", e)
-        if sent:
+        if premarked:
+            if len(sent) < len(seqs):
+                mark_enqueued(self.db, seqs[len(sent) :], sent=False)
+        elif sent:
             mark_enqueued(self.db, sent)
         return sent

@@ -148,9 +148,12 @@ def _ingest(ctx: ApiContext, new: repo.NewPost, data: bytes | None) -> tuple[Any
     # Sniff and check the header without decoding pixels: 415 / 422 here, not in the worker.
     check_image(data, ctx.decode_limits)
     new.media_sha256 = ctx.blobs.put(data)
-    row, created = repo.create_post(ctx.db, new)
+    # Stamp `enqueued_at` in the INSERT when a publish will be tried right after the commit
+    # (one write transaction instead of two); the publisher clears it if the send fails.
+    premark = not ctx.publisher.broker_down
+    row, created = repo.create_post(ctx.db, new, enqueued=premark)
     if created:
-        ctx.publisher.publish([row.seq])
+        ctx.publisher.publish([row.seq], premarked=premark)
     return row, created
 
 

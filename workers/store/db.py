@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from workers.config import Settings
@@ -75,6 +75,12 @@ class Database:
         # busy handler, for the few microseconds a short write transaction holds the lock.
         with self._write_lock, self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """Like `write()`, as a Core connection (no ORM session): for hot-path statements."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workers.errors import NotFound
@@ -68,56 +68,76 @@ def find_existing(db: Database, new: NewPost) -> PostRow | None:
         return _find_existing(s, new)
 
 
-def create_post(db: Database, new: NewPost) -> tuple[PostRow, bool]:
+_POSTS = PostRow.__table__
+
+
+def create_post(db: Database, new: NewPost, *, enqueued: bool = False) -> tuple[PostRow, bool]:
     """Insert the post, or return the existing one with the same post id / idempotency key.
-    Returns (row, created). Committed when this returns."""
+    Returns (row, created). Committed when this returns. `enqueued=True` stamps `enqueued_at`
+    in the same statement, for a caller that publishes right after the commit (and calls
+    `mark_enqueued(..., sent=False)` if that fails): one write transaction per upload, not two.
+
+    A Core INSERT, not the ORM unit of work: this runs once per upload (hot path). The row
+    returned is a transient `PostRow` carrying the inserted values and `seq`."""
     now = utcnow()
+    public_id = secrets.token_hex(12)
+    values: dict[str, Any] = {
+        "id": public_id,
+        "owner": new.owner,
+        "post_id": new.post_id or public_id,
+        "idempotency_key": new.idempotency_key,
+        "hashtag": new.hashtag,
+        "caption": new.caption or "",
+        "author": new.author,
+        "created_at": new.created_at,
+        "posted_at": _parse_time(new.created_at) or now,
+        "image_url": new.image_url,
+        "callback_url": new.callback_url,
+        "media_sha256": new.media_sha256,
+        "status": "queued",
+        "attempts": 0,
+        "accepted_at": now,
+        "touched_at": now,
+        "enqueued_at": now if enqueued else None,
+        "webhook_status": "pending" if new.callback_url else None,
+        "webhook_attempts": 0,
+    }
+    conds = []
+    if new.post_id:
+        conds.append(_POSTS.c.post_id == new.post_id)
+    if new.idempotency_key:
+        conds.append(_POSTS.c.idempotency_key == new.idempotency_key)
     try:
-        with db.write() as s:
-            existing = _find_existing(s, new)
-            if existing is not None:
-                return existing, False
-            public_id = secrets.token_hex(12)
-            row = PostRow(
-                id=public_id,
-                owner=new.owner,
-                post_id=new.post_id or public_id,
-                idempotency_key=new.idempotency_key,
-                hashtag=new.hashtag,
-                caption=new.caption or "",
-                author=new.author,
-                created_at=new.created_at,
-                posted_at=_parse_time(new.created_at) or now,
-                image_url=new.image_url,
-                callback_url=new.callback_url,
-                media_sha256=new.media_sha256,
-                status="queued",
-                attempts=0,
-                accepted_at=now,
-                touched_at=now,
-                webhook_status="pending" if new.callback_url else None,
-                webhook_attempts=0,
-            )
-            s.add(row)
-        return row, True
+        with db.write_conn() as conn:
+            if conds and conn.execute(
+                select(_POSTS.c.seq).where(_POSTS.c.owner == new.owner, or_(*conds)).limit(1)
+            ).first():
+                seq = None
+            else:
+                seq = conn.execute(insert(_POSTS), values).inserted_primary_key[0]
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its post.
         existing = find_existing(db, new)
         if existing is None:
             raise
         return existing, False
+    if seq is None:
+        existing = find_existing(db, new)  # committed before our transaction began: still there
+        assert existing is not None
+        return existing, False
+    return PostRow(seq=seq, **values), True
 
 
-def mark_enqueued(db: Database, seqs: list[int]) -> None:
+def mark_enqueued(db: Database, seqs: list[int], *, sent: bool = True) -> None:
+    """Stamp `enqueued_at` on posts just published (`sent=False`: clear it again, for posts
+    stamped at insert whose publish then failed; the reconciler sends those later)."""
     now = utcnow()
+    values: dict[str, Any] = (
+        {"enqueued_at": now, "touched_at": now} if sent else {"enqueued_at": None}
+    )
     # One UPDATE statement, no ORM load: this runs after every upload (hot path).
-    with db.write() as s:
-        s.execute(
-            update(PostRow)
-            .where(PostRow.seq.in_(seqs))
-            .values(enqueued_at=now, touched_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    with db.write_conn() as conn:
+        conn.execute(update(_POSTS).where(_POSTS.c.seq.in_(seqs)).values(**values))
 
 
 def _current_verdict(s: Any, post: PostRow) -> VerdictRow | None:
