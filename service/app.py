@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            ctx.close()
+            await ctx.aclose()
 
     app = FastAPI(
         title="Backfire API",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 from celery import Celery
 
 from service.ratelimit import RateLimiter
@@ -14,6 +15,7 @@ from workers.media.fetch import FetchPolicy
 from workers.queue import Publisher
 from workers.store import Database, open_database
 from workers.store.blobs import BlobStore
+from workers.store.keys import KeyCache
 
 
 @dataclass
@@ -24,7 +26,10 @@ class ApiContext:
     celery: Celery
     publisher: Publisher
     redis: redis.Redis
+    #: The same Redis for calls made on the event loop (the rate limit).
+    aredis: redis.asyncio.Redis
     limiter: RateLimiter
+    keys: KeyCache
     fetch_policy: FetchPolicy
     decode_limits: DecodeLimits
 
@@ -39,6 +44,11 @@ class ApiContext:
             socket_connect_timeout=settings.redis_timeout_s,
             socket_timeout=settings.redis_timeout_s,
         )
+        aclient = redis.asyncio.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -46,11 +56,14 @@ class ApiContext:
             celery=celery,
             publisher=Publisher(celery, db),
             redis=client,
-            limiter=RateLimiter(client, settings.redis_key_prefix, settings.rate_limit_per_minute),
+            aredis=aclient,
+            limiter=RateLimiter(aclient, settings.redis_key_prefix, settings.rate_limit_per_minute),
+            keys=KeyCache(db, settings.api_key_cache_s),
             fetch_policy=FetchPolicy.from_settings(settings),
             decode_limits=DecodeLimits(max_pixels=settings.max_image_pixels),
         )
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        await self.aredis.aclose()
         self.db.dispose()
         self.redis.close()

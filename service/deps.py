@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from service.context import ApiContext
-from workers.store.keys import Principal, authenticate
+from workers.store.keys import Principal
 
 
 async def get_ctx(request: Request) -> ApiContext:
@@ -28,10 +29,14 @@ async def _api_key(
     return x_api_key
 
 
-def get_principal(ctx: Ctx, key: Annotated[str | None, Depends(_api_key)]) -> Principal:
-    """Authenticate (401/403), then count the request against the key's rate limit (429)."""
-    principal = authenticate(ctx.db, key)
-    ctx.limiter.hit(principal.key_id)
+async def get_principal(ctx: Ctx, key: Annotated[str | None, Depends(_api_key)]) -> Principal:
+    """Authenticate (401/403), then count the request against the key's rate limit (429).
+    Both on the event loop when the key's row is cached (`api_key_cache_s`); the database is
+    read in a worker thread only when it is not."""
+    principal = ctx.keys.cached(key)
+    if principal is None:
+        principal = await run_in_threadpool(ctx.keys.authenticate, key)
+    await ctx.limiter.hit(principal.key_id)
     return principal
 
 

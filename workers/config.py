@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     )
     redis_key_prefix: str = Field("backfire", description="Prefix of every Redis key we write.")
     queue_name: str = Field("backfire", description="Celery queue the scoring tasks go to.")
+    api_key_cache_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long an API process reuses a key it looked up before reading it again: "
+        "a revocation takes effect within this many seconds in every API process (at once in "
+        "the process that revokes it). 0 reads the key on every request.",
+    )
     redis_timeout_s: float = Field(1.0, description="Connect/read timeout for Redis calls.")
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `backfire worker`.")
     task_time_limit_s: int = Field(300, description="Hard time limit of one scoring task.")

@@ -130,6 +130,36 @@ def test_auth_matrix(client, auth, api_settings):
     assert client.get(f"/v1/posts/{mine}", headers=auth).status_code == 200
 
 
+def test_revocation_elsewhere_takes_effect_within_the_key_cache_ttl(api_settings):
+    """A key revoked by another process (here: a raw UPDATE, which no cache in this process
+    hears about) is refused once `api_key_cache_s` has passed, without restarting the API."""
+    import time
+
+    from sqlalchemy import text
+
+    from service.app import create_app
+    from workers.store.keys import create_key
+
+    settings = api_settings.model_copy(update={"api_key_cache_s": 0.5})
+    db = open_database(settings)
+    key = create_key(db, "elsewhere")
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/v1/posts", headers=headers).status_code == 200  # row now cached
+        # A wrong secret for a cached key id is a 401: compared against the stored hash.
+        wrong = key[: key.rindex("_") + 1] + "x" * 43
+        assert c.get("/v1/posts", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+        with db.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE name = :n"),
+                {"n": "elsewhere"},
+            )
+        deadline = time.monotonic() + 0.5 + 2.0
+        while c.get("/v1/posts", headers=headers).status_code != 403:
+            assert time.monotonic() < deadline, "revocation not seen after the cache TTL"
+            time.sleep(0.05)
+
+
 def _finish(db, public_id: str, verdict: str, detected: list[str]) -> None:
     seq = repo.get_post(db, None, public_id).post.seq
     assert repo.claim(db, seq, "v-test", 3) == "run"

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -48,6 +50,8 @@ def revoke_key(db: Database, key_id_or_name: str) -> int:
         ).all()
         for row in rows:
             row.revoked_at = utcnow()
+    for cache in list(_CACHES):  # this process's API caches see the revocation at once
+        cache.clear()
     if not rows:
         raise NotFound(f"No active API key with id or name {key_id_or_name!r}.")
     return len(rows)
@@ -60,18 +64,76 @@ def list_keys(db: Database) -> list[ApiKey]:
 
 def authenticate(db: Database, key: str | None) -> Principal:
     """The key's owner, or `Unauthenticated` (401) / `KeyRevoked` (403)."""
-    if not key:
-        raise Unauthenticated("This endpoint needs an API key: send `Authorization: Bearer KEY`.")
-    m = _KEY.match(key.strip())
+    m = _parse(key)
     row = None
     if m:
         with db.read() as s:
             row = s.get(ApiKey, m.group(1))
+    entry = None if row is None else (row.secret_hash, row.name, row.revoked_at is not None)
+    return _verify(m, entry)
+
+
+#: (secret hash, name, revoked) of a key row, or None for an unknown key id.
+_Entry = tuple[str, str, bool]
+
+
+def _parse(key: str | None) -> re.Match[str] | None:
+    if not key:
+        raise Unauthenticated("This endpoint needs an API key: send `Authorization: Bearer KEY`.")
+    return _KEY.match(key.strip())
+
+
+def _verify(m: re.Match[str] | None, entry: _Entry | None) -> Principal:
     # Compare even when the id is unknown so both failures take the same time.
-    expected = row.secret_hash if row is not None else "0" * 64
+    expected = entry[0] if entry is not None else "0" * 64
     given = _hash(m.group(2)) if m else "1" * 64
-    if not hmac.compare_digest(expected, given) or row is None:
+    if not hmac.compare_digest(expected, given) or entry is None or m is None:
         raise Unauthenticated("The API key is not valid.")
-    if row.revoked_at is not None:
+    if entry[2]:
         raise KeyRevoked("This API key has been revoked; ask for a new one.")
-    return Principal(row.id, row.name)
+    return Principal(m.group(1), entry[1])
+
+
+_CACHES: weakref.WeakSet[KeyCache] = weakref.WeakSet()
+
+
+class KeyCache:
+    """`authenticate` for an API process, reusing each key row it read for `ttl_s` seconds, so
+    most requests authenticate without a database round trip (or a hop to a worker thread).
+
+    Only the row is cached, never the verdict: the given secret is hashed and compared in
+    constant time on every request, and the revoked flag is cached with the row, so a revoked
+    key is refused within `ttl_s` seconds in every process (at once in the process that calls
+    `revoke_key`). Unknown key ids are not cached: each is looked up, as without the cache."""
+
+    def __init__(self, db: Database, ttl_s: float) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self._rows: dict[str, tuple[float, _Entry]] = {}
+        _CACHES.add(self)
+
+    def cached(self, key: str | None) -> Principal | None:
+        """The key's owner (or 401/403) from the cache alone; None when the cache cannot tell
+        (row not read yet or read too long ago): then call `authenticate` (database)."""
+        m = _parse(key)
+        if m is None:
+            return _verify(None, None)
+        hit = self._rows.get(m.group(1))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return _verify(m, hit[1])
+
+    def authenticate(self, key: str | None) -> Principal:
+        """Like the module's `authenticate` (reads the row), remembering the row."""
+        m = _parse(key)
+        if m is None:
+            return _verify(None, None)
+        with self.db.read() as s:
+            row = s.get(ApiKey, m.group(1))
+        entry = None if row is None else (row.secret_hash, row.name, row.revoked_at is not None)
+        if entry is not None and self.ttl_s > 0:
+            self._rows[m.group(1)] = (time.monotonic() + self.ttl_s, entry)
+        return _verify(m, entry)
+
+    def clear(self) -> None:
+        self._rows.clear()
