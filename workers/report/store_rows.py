@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import and_, select
-
 from workers.config import Settings
 from workers.store.blobs import BlobStore
 from workers.store.db import Database
 from workers.store.models import PostRow, VerdictRow
+from workers.store.posts import with_current_verdict
 
 PAGE = 2000
 
@@ -30,14 +29,7 @@ def store_rows(
     while True:
         with db.read() as s:
             q = (
-                select(PostRow, VerdictRow)
-                .outerjoin(
-                    VerdictRow,
-                    and_(
-                        VerdictRow.post_seq == PostRow.seq,
-                        VerdictRow.pipeline_version == PostRow.pipeline_version,
-                    ),
-                )
+                with_current_verdict()
                 .where(PostRow.hashtag == hashtag, PostRow.seq > after)
                 .order_by(PostRow.seq)
                 .limit(PAGE)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workers.errors import NotFound
@@ -109,9 +109,12 @@ def create_post(db: Database, new: NewPost, *, enqueued: bool = False) -> tuple[
         conds.append(_POSTS.c.idempotency_key == new.idempotency_key)
     try:
         with db.write_conn() as conn:
-            if conds and conn.execute(
-                select(_POSTS.c.seq).where(_POSTS.c.owner == new.owner, or_(*conds)).limit(1)
-            ).first():
+            if (
+                conds
+                and conn.execute(
+                    select(_POSTS.c.seq).where(_POSTS.c.owner == new.owner, or_(*conds)).limit(1)
+                ).first()
+            ):
                 seq = None
             else:
                 seq = conn.execute(insert(_POSTS), values).inserted_primary_key[0]
@@ -169,6 +172,18 @@ def get_by_seq(db: Database, seq: int) -> PostView | None:
         return None if row is None else PostView(row, _current_verdict(s, row))
 
 
+def with_current_verdict() -> Select[tuple[PostRow, VerdictRow]]:
+    """Posts joined to their verdict for the post's current pipeline_version (None until
+    scored): older verdicts of a re-scored post never leak into listings or reports."""
+    return select(PostRow, VerdictRow).outerjoin(
+        VerdictRow,
+        and_(
+            VerdictRow.post_seq == PostRow.seq,
+            VerdictRow.pipeline_version == PostRow.pipeline_version,
+        ),
+    )
+
+
 def list_posts(
     db: Database,
     owner: str,
@@ -182,14 +197,7 @@ def list_posts(
 ) -> list[PostView]:
     with db.read() as s:
         q = (
-            select(PostRow, VerdictRow)
-            .outerjoin(
-                VerdictRow,
-                and_(
-                    VerdictRow.post_seq == PostRow.seq,
-                    VerdictRow.pipeline_version == PostRow.pipeline_version,
-                ),
-            )
+            with_current_verdict()
             .where(PostRow.owner == owner, PostRow.seq > after_seq)
             .order_by(PostRow.seq)
             .limit(limit)
