@@ -204,7 +204,6 @@ def score_via_queue(
     from workers.store import open_database
     from workers.store import posts as repo
     from workers.store.blobs import BlobStore
-    from workers.store.models import TERMINAL
     from workers.writers import JsonlWriter, open_writer, out_format_for
 
     console = console or err
@@ -249,10 +248,7 @@ def score_via_queue(
     deadline = time.monotonic() + timeout_s if timeout_s else None
     with bar:
         while pending:
-            for seq in list(pending):
-                view = repo.get_by_seq(db, seq)
-                if view is not None and view.post.status in TERMINAL:
-                    pending.discard(seq)
+            pending -= repo.finished_among(db, sorted(pending))
             bar.update(task, completed=len(seqs) - len(pending))
             if pending:
                 if deadline and time.monotonic() > deadline:

@@ -401,6 +401,18 @@ def due_for_reconcile(db: Database, older_than_s: float, limit: int = 1000) -> l
         )
 
 
+def finished_among(db: Database, seqs: list[int], chunk: int = 500) -> set[int]:
+    """Which of `seqs` have reached a terminal status: one query per `chunk` posts, so waiting
+    on a large batch does not cost a query per post per poll."""
+    done: set[int] = set()
+    with db.read() as s:
+        for i in range(0, len(seqs), chunk):
+            part = seqs[i : i + chunk]
+            q = select(PostRow.seq).where(PostRow.seq.in_(part), PostRow.status.in_(TERMINAL))
+            done.update(s.scalars(q).all())
+    return done
+
+
 def status_counts(db: Database) -> dict[str, int]:
     with db.read() as s:
         return dict(s.execute(select(PostRow.status, func.count()).group_by(PostRow.status)).all())
