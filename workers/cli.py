@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from workers.config import Settings, get_settings
-from workers.errors import BackfireError, ConfigError
+from workers.cli_common import err, fail, settings_with
+from workers.errors import BackfireError
 
 app = typer.Typer(
     name="backfire",
@@ -40,27 +40,6 @@ app.add_typer(cli_report.alert_app, name="alert")
 from workers import cli_caption  # noqa: E402  (light: typer only; sklearn loads inside `train`)
 
 app.add_typer(cli_caption.app, name="caption")
-
-err = Console(stderr=True, highlight=False)
-
-EXIT_OK, EXIT_POSTS_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def fail(e: BackfireError) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {e.message}", soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
-
-
-def settings_with(**overrides: Any) -> Settings:
-    """The process settings with the CLI options that were actually given laid on top."""
-    from pydantic import ValidationError
-
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return get_settings().model_copy(update=given)
-    except ValidationError as e:
-        raise fail(ConfigError(f"Invalid BACKFIRE_* setting:\n{e}")) from None
-
 
 # Shared options: each has an environment twin (the same variable the Settings object reads).
 BatchSize = Annotated[
@@ -110,7 +89,8 @@ def score(
     media_cache: Annotated[
         Path | None,
         typer.Option(
-            "--media-cache", envvar="BACKFIRE_MEDIA_CACHE_DIR",
+            "--media-cache",
+            envvar="BACKFIRE_MEDIA_CACHE_DIR",
             help="Keep downloaded media here across runs (default: a per-run cache that "
             "--resume reuses and a completed run deletes).",
         ),

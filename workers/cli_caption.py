@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from workers.cli_common import err, fail
 from workers.errors import BackfireError
 
 app = typer.Typer(
@@ -20,7 +21,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 DataOpt = Annotated[
     Path,
@@ -31,11 +31,6 @@ DataOpt = Annotated[
         "or one CSV file with columns text,label (label 1 = sarcastic/ironic).",
     ),
 ]
-
-
-def _fail(e: BackfireError) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {e.message}", soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _print_figures(title: str, fig) -> None:
@@ -53,9 +48,7 @@ def _print_figures(title: str, fig) -> None:
 @app.command()
 def train(
     data: DataOpt,
-    out_file: Annotated[
-        Path, typer.Option("--out", help="Model file to write (.safetensors).")
-    ],
+    out_file: Annotated[Path, typer.Option("--out", help="Model file to write (.safetensors).")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration folds.")] = 13,
     c: Annotated[float, typer.Option("--c", help="Inverse L2 strength.")] = 1.0,
     dense_weight: Annotated[
@@ -80,7 +73,7 @@ def train(
         cfg = TrainConfig(c=c, dense_weight=dense_weight, seed=seed)
         model = fit(train_set, cfg, val_set, progress=lambda m: err.print(f"[dim]{m}[/]"))
     except BackfireError as e:
-        raise _fail(e) from e
+        raise fail(e) from e
     except ValueError as e:
         err.print(f"[bold red]error[/]: {e}")
         raise typer.Exit(2) from e
@@ -125,7 +118,7 @@ def evaluate_cmd(
         items = load_split(data, split)
         model = SarcasmModel.load(model_file or SHIPPED_MODEL_FILE)
     except BackfireError as e:
-        raise _fail(e) from e
+        raise fail(e) from e
     fig = evaluate(items.labels, [s.sarcasm for s in model.score_batch(items.texts)])
     if as_json:
         out.print_json(json.dumps({"model": model.model_id, "split": split, **fig.as_dict()}))

@@ -13,23 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from workers.config import Settings, get_settings
+from workers.cli_common import err, fail, settings_with
+from workers.config import Settings
 from workers.errors import BackfireError, UsageError
-
-err = Console(stderr=True, highlight=False)
-EXIT_USAGE = 2
-
-
-def fail(e: BackfireError) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {e.message}", soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
-
-
-def settings_with(**overrides: object) -> Settings:
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return get_settings().model_copy(update=given)
 
 
 def report(

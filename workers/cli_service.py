@@ -13,20 +13,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from workers.cli_common import err, fail
 from workers.config import Settings, get_settings
 from workers.errors import BackfireError, MediaError, UsageError
 
-err = Console(stderr=True, highlight=False)
 apikey_app = typer.Typer(
     help="API keys: create (printed once), revoke, list.", no_args_is_help=True
 )
 db_app = typer.Typer(help="The database: apply migrations.", no_args_is_help=True)
 CLI_OWNER = "cli"
-
-
-def _fail(e: BackfireError) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {e.message}", soft_wrap=True)
-    return typer.Exit(2)
 
 
 def parse_duration(text: str) -> float:
@@ -146,7 +141,7 @@ def apikey_revoke(
     try:
         n = revoke_key(open_database(get_settings()), key_id)
     except BackfireError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     err.print(f"revoked {n} key(s)")
 
 
