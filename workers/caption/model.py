@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -101,23 +102,7 @@ class SarcasmModel:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
 
     def score_one(self, text: str) -> CaptionScores:
-        text = text if isinstance(text, str) else ""
-        norm = normalise(text)
-        vs = sentiment_parts(text)
-        cues = find_cues(text[:2000])
-        if not norm:
-            sarcasm, cues = self.prior, [*cues, EMPTY_CUE]
-        elif _non_latin_share(norm) > NON_LATIN_LIMIT:
-            # Defined behaviour for text the model cannot read: no evidence either way.
-            sarcasm, cues = self.prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
-        else:
-            sarcasm = self.probability(text, vs)
-        return CaptionScores(
-            sarcasm=float(sarcasm),
-            sentiment=float(vs["compound"]),
-            cues=tuple(cues),
-            model=self.model_id,
-        )
+        return caption_scores(text, self.model_id, self.prior, self.probability)
 
     def score_batch(self, texts: list[str]) -> list[CaptionScores]:
         return [self.score_one(t) for t in texts]
@@ -195,6 +180,45 @@ class SarcasmModel:
         )
         model._table  # noqa: B018 - build the lookup table at load, not in the first request
         return model
+
+
+def file_format(path: Path) -> str | None:
+    """The `format` named in a model file's safetensors header; None if unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # missing, corrupt or not safetensors: the loader says which
+        return None
+
+
+def caption_scores(
+    text: str,
+    model_id: str,
+    prior: float,
+    probability: Callable[[str, dict[str, float]], float],
+) -> CaptionScores:
+    """One caption's scores, the same way for every trained model: VADER sentiment and cues
+    always; the model's `probability(text, vader)` unless the caption is empty or mostly in a
+    script the model cannot read, where the answer is the training prior (no evidence)."""
+    text = text if isinstance(text, str) else ""
+    norm = normalise(text)
+    vs = sentiment_parts(text)
+    cues = find_cues(text[:2000])
+    if not norm:
+        sarcasm, cues = prior, [*cues, EMPTY_CUE]
+    elif _non_latin_share(norm) > NON_LATIN_LIMIT:
+        # Defined behaviour for text the model cannot read: no evidence either way.
+        sarcasm, cues = prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
+    else:
+        sarcasm = probability(text, vs)
+    return CaptionScores(
+        sarcasm=float(sarcasm),
+        sentiment=float(vs["compound"]),
+        cues=tuple(cues),
+        model=model_id,
+    )
 
 
 def _non_latin_share(norm: str) -> float:

