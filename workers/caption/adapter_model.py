@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
-from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer
+from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer, mapped_tensors
 from workers.caption.features import normalise
-from workers.caption.minilm import MiniLM, file_sha256
+from workers.caption.minilm import EMBEDDINGS, MiniLM, file_sha256
 from workers.caption.model import caption_scores
 from workers.domain import CaptionScores
 from workers.errors import ConfigError
@@ -171,11 +171,15 @@ class AdapterSarcasmModel:
 
 def build_encoder(folder: Path, cfg: AdapterConfig, dropout: float) -> MiniLM:
     """MiniLM with fresh adapters over the base weights in `folder`."""
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     encoder = MiniLM(rank=cfg.rank, alpha=cfg.alpha, dropout=dropout)
     try:
-        encoder.load_base(load_file(str(folder / WEIGHTS)))
+        # The frozen embedding tables stay views of the file (see MiniLM.load_base).
+        state = mapped_tensors(folder / WEIGHTS, set(EMBEDDINGS))
+        with safe_open(str(folder / WEIGHTS), framework="pt") as f:
+            state |= {k: f.get_tensor(k) for k in f.keys() if k not in EMBEDDINGS}  # noqa: SIM118
+        encoder.load_base(state)
     except ValueError as exc:
         raise ConfigError(
             f"{folder / WEIGHTS} is not an all-MiniLM-L6-v2 checkpoint: {exc}"

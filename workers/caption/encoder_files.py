@@ -10,7 +10,11 @@ records the sha256 of the base weights it was trained on and refuses any other b
 from __future__ import annotations
 
 import importlib.util
+import json
+import mmap
+import struct
 from pathlib import Path
+from typing import Any
 
 from workers.errors import ConfigError
 
@@ -51,3 +55,26 @@ def load_tokenizer(folder: Path, max_tokens: int):
     tok.no_padding()
     tok.enable_truncation(max_length=max_tokens)
     return tok
+
+
+_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def mapped_tensors(path: Path, names: set[str]) -> dict[str, Any]:
+    """Tensors of a safetensors file as views of a private memory map (no copy): pages are read
+    only when touched, e.g. the few embedding rows a caption uses of a 47 MB table."""
+    import torch
+
+    with path.open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    out = {}
+    for name in names:
+        entry = header[name]
+        dtype = getattr(torch, _DTYPES[entry["dtype"]])
+        start, end = entry["data_offsets"]
+        t = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // dtype.itemsize,
+                             offset=8 + header_len + start)
+        out[name] = t.view(entry["shape"])
+    return out

@@ -33,6 +33,12 @@ _HF_LINEAR = {
     "ffn_in": "intermediate.dense",
     "ffn_out": "output.dense",
 }
+#: The frozen embedding tables in the checkpoint, by our parameter name.
+EMBEDDINGS = {
+    "embeddings.word_embeddings.weight": "word.weight",
+    "embeddings.position_embeddings.weight": "position.weight",
+    "embeddings.token_type_embeddings.weight": "token_type.weight",
+}
 _HF_NORM = {"attn_norm": "attention.output.LayerNorm", "ffn_norm": "output.LayerNorm"}
 
 
@@ -142,10 +148,8 @@ class MiniLM(nn.Module):
     # --- weights -------------------------------------------------------------------------------
     def load_base(self, state: dict[str, torch.Tensor]) -> None:
         """Copy a Hugging Face BertModel state dict into this module (strict: every tensor)."""
-        own = {
-            "word.weight": "embeddings.word_embeddings.weight",
-            "position.weight": "embeddings.position_embeddings.weight",
-            "token_type.weight": "embeddings.token_type_embeddings.weight",
+        own = {ours: theirs for theirs, ours in EMBEDDINGS.items()}
+        own |= {
             "emb_norm.weight": "embeddings.LayerNorm.weight",
             "emb_norm.bias": "embeddings.LayerNorm.bias",
         }
@@ -158,6 +162,7 @@ class MiniLM(nn.Module):
                 for p in ("weight", "bias"):
                     own[f"layers.{i}.{ours}.{p}"] = f"{pre}{theirs}.{p}"
         params = dict(self.named_parameters())
+        frozen = set(EMBEDDINGS.values())
         missing = [v for v in own.values() if v not in state]
         if missing:
             raise ValueError(f"base checkpoint lacks {len(missing)} tensors, e.g. {missing[0]}")
@@ -169,7 +174,12 @@ class MiniLM(nn.Module):
                         f"base tensor {theirs} has shape {tuple(src.shape)}, "
                         f"expected {tuple(params[ours].shape)}"
                     )
-                params[ours].copy_(src)
+                if ours in frozen:
+                    # Never written: keep the checkpoint's tensor itself; when it is a view of
+                    # the file, only the rows captions use are ever read into memory.
+                    params[ours].data = src
+                else:
+                    params[ours].copy_(src)
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """What fine-tuning changed: adapters and LayerNorms (the shipped part)."""

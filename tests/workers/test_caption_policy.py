@@ -1,0 +1,64 @@
+"""The shipped caption model and the shipped verdict policy together, over fixed scenes (fake
+scene encoder at the seam, real caption model v2, real policy): the #myNYPD cases come out as a
+comms team would read them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import GREEN, GREY, RED, image_bytes
+from tests.fakes import ColourSceneEncoder
+from workers.caption import load_caption_scorer
+from workers.config import Settings
+from workers.domain import Post
+from workers.pipeline import Pipeline
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Pipeline:
+    from workers.scenes.prompts import load_prompt_set
+    from workers.verdict import load_policy
+
+    prompts = load_prompt_set(settings.scenes_file)
+    colours = {RED: "restraint", GREEN: "friendly", GREY: "police_present_neutral"}
+    return Pipeline(
+        ColourSceneEncoder(prompts, colours),
+        prompts,
+        load_caption_scorer(settings),  # the shipped default: caption-sarcasm-v2
+        load_policy(settings.policy_file),
+        settings,
+    )
+
+
+def _verdict(pipeline: Pipeline, caption: str, colour):
+    [r] = pipeline.score_items([(Post("p", "myNYPD", caption), image_bytes(colour))])
+    return r
+
+
+def test_the_default_pipeline_uses_caption_model_v2(pipeline):
+    assert pipeline.caption_scorer.model_id.startswith("caption-sarcasm-v2-")
+
+
+def test_cheerful_caption_over_a_restraint_photo_is_backlash_by_incongruity(pipeline):
+    r = _verdict(pipeline, "Free delivery, only at #myNYPD", RED)
+    assert r.caption.sarcasm < 0.5  # the words alone do not look ironic to the text model ...
+    assert r.verdict.label == "backlash"  # ... the photo makes them so
+    assert any("caption positive over force scene (restraint)" in x for x in r.verdict.reasons)
+
+
+@pytest.mark.parametrize(
+    "caption",
+    ["Thanks NYPD for keeping us safe", "Proud of our officers at the community BBQ today!"],
+)
+def test_sincere_praise_over_a_friendly_photo_stays_supportive(pipeline, caption):
+    r = _verdict(pipeline, caption, GREEN)
+    # The text model over-reads police praise as irony (documented failure mode) ...
+    assert r.caption.sarcasm > 0.8
+    # ... and the policy still lets the friendly photo carry the post.
+    assert r.verdict.label == "supportive", r.verdict.reasons
+
+
+def test_explicit_sarcasm_over_a_police_photo_is_not_supportive(pipeline):
+    r = _verdict(pipeline, "Great job guys, so friendly #sarcasm", GREY)
+    assert r.verdict.signals["sarcasm_evidence"] >= 0.9
+    assert r.verdict.label in {"neutral", "backlash"}
