@@ -14,7 +14,6 @@ batch would change the last float digits with the batch's longest caption).
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,8 +27,7 @@ from workers.caption import ADAPTER_FORMAT as FORMAT
 from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer, mapped_tensors
 from workers.caption.features import normalise
 from workers.caption.minilm import EMBEDDINGS, MiniLM, file_sha256
-from workers.caption.model import caption_scores
-from workers.domain import CaptionScores
+from workers.caption.model import CalibratedScorer
 from workers.errors import ConfigError
 
 _UNDERSCORE = re.compile(r"_+")
@@ -57,7 +55,7 @@ class AdapterConfig:
 
 
 @dataclass
-class AdapterSarcasmModel:
+class AdapterSarcasmModel(CalibratedScorer):
     model_id: str
     encoder: MiniLM
     head: torch.nn.Linear
@@ -85,15 +83,8 @@ class AdapterSarcasmModel:
         self.encoder.eval()
         return [self._logit(encoder_text(t)) for t in texts]
 
-    def probability(self, text: str, _vader: dict[str, float] | None = None) -> float:
-        t = self.platt_a * self.logits([text])[0] + self.platt_c
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
-
-    def score_one(self, text: str) -> CaptionScores:
-        return caption_scores(text, self.model_id, self.prior, self.probability)
-
-    def score_batch(self, texts: list[str]) -> list[CaptionScores]:
-        return [self.score_one(t) for t in texts]
+    def raw_score(self, text: str, _vader: dict[str, float] | None) -> float:
+        return self.logits([text])[0]
 
     # --- storage -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:

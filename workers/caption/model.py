@@ -43,8 +43,32 @@ EMPTY_CUE = "empty caption"
 NON_LATIN_LIMIT = 0.5
 
 
+class CalibratedScorer:
+    """What every trained caption model shares: a raw score, Platt-calibrated into a probability,
+    and the common handling of empty and unreadable captions (`caption_scores`)."""
+
+    model_id: str
+    prior: float
+    platt_a: float
+    platt_c: float
+
+    def raw_score(self, text: str, vader: dict[str, float] | None) -> float:
+        raise NotImplementedError
+
+    def probability(self, text: str, vader: dict[str, float] | None = None) -> float:
+        """Calibrated probability that the caption is ironic/sarcastic."""
+        t = self.platt_a * self.raw_score(text, vader) + self.platt_c
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
+
+    def score_one(self, text: str) -> CaptionScores:
+        return caption_scores(text, self.model_id, self.prior, self.probability)
+
+    def score_batch(self, texts: list[str]) -> list[CaptionScores]:
+        return [self.score_one(t) for t in texts]
+
+
 @dataclass
-class SarcasmModel:
+class SarcasmModel(CalibratedScorer):
     model_id: str
     vocab: dict[str, int]
     idf: np.ndarray  # (V,) float64
@@ -96,16 +120,8 @@ class SarcasmModel:
         idf_w = (self.idf * self.w_terms).tolist()
         return {t: (idf_sq[j], idf_w[j]) for t, j in self.vocab.items()}
 
-    def probability(self, text: str, vader: dict[str, float] | None = None) -> float:
-        """Calibrated probability that the caption is ironic/sarcastic."""
-        t = self.platt_a * self.logit(text, vader) + self.platt_c
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
-
-    def score_one(self, text: str) -> CaptionScores:
-        return caption_scores(text, self.model_id, self.prior, self.probability)
-
-    def score_batch(self, texts: list[str]) -> list[CaptionScores]:
-        return [self.score_one(t) for t in texts]
+    def raw_score(self, text: str, vader: dict[str, float] | None) -> float:
+        return self.logit(text, vader)
 
     # --- storage -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
