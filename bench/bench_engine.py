@@ -122,10 +122,24 @@ def bench_model(ckpt: Path, tmp: Path, files: list[Path]) -> dict[int, float]:
     return rates
 
 
-def bench_cli(ckpt: Path, tmp: Path, files: list[Path], model_rate: float) -> float:
+CAPTIONS = [
+    "Free delivery, only at #myNYPD",
+    "Great to meet these wonderful officers at the parade, thank you! #myNYPD",
+    "Here the #NYPD engages with its community members, gently massaging their hair",
+    "Just a photo with a member of the NYPD #myNYPD",
+    "Wow, so friendly. Totally how I want to be greeted on my way home #myNYPD",
+    "Proud of our officers at the community BBQ today!",
+]
+
+
+def bench_cli(
+    ckpt: Path, tmp: Path, files: list[Path], model_rate: float, caption_model: str | None = None
+) -> float:
+    # Distinct, realistic captions (the caption model's per-process cache does not help here).
     manifest = tmp / "posts.csv"
     manifest.write_text(
-        "post_id,image,caption\n" + "".join(f"p{i},{f},caption {i}\n" for i, f in enumerate(files))
+        "post_id,image,caption\n"
+        + "".join(f'p{i},{f},"{CAPTIONS[i % len(CAPTIONS)]} {i}"\n' for i, f in enumerate(files))
     )
     env = {
         **os.environ,
@@ -134,6 +148,9 @@ def bench_cli(ckpt: Path, tmp: Path, files: list[Path], model_rate: float) -> fl
         "BACKFIRE_CACHE_DIR": str(tmp / "cache"),
         "BACKFIRE_BATCH_SIZE": "8",
     }
+    if caption_model:
+        env["BACKFIRE_CAPTION_MODEL_FILE"] = caption_model
+    print(f"caption model: {caption_model or 'shipped default (v2)'}")
     backfire = str(Path(sys.executable).with_name("backfire"))
     # Prime the prompt-embedding cache, as any second run has it.
     subprocess.run(
@@ -224,6 +241,10 @@ def main() -> None:
         ckpt = make_checkpoint(tmp)
         rates = bench_model(ckpt, tmp, files)
         e2e = bench_cli(ckpt, tmp, files, rates[8])
+        from workers.caption import LINEAR_MODEL_FILE
+
+        e2e_v1 = bench_cli(ckpt, tmp, files, rates[8], str(LINEAR_MODEL_FILE))
+        print(f"end-to-end with caption v2 vs v1 (same run): {e2e / e2e_v1:5.3f}×")
         naive = bench_naive(ckpt, files, args.naive_images)
         print(f"end-to-end vs naive: {e2e / naive:5.1f}× faster (target ≥ 3×)")
 

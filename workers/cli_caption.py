@@ -17,7 +17,7 @@ from workers.cli_common import err, fail
 from workers.errors import BackfireError
 
 app = typer.Typer(
-    help="The caption sarcasm model: retrain it on labelled captions, measure it.",
+    help="The caption sarcasm model: try it on captions, measure it, retrain it on your own.",
     no_args_is_help=True,
 )
 out = Console(highlight=False)
@@ -127,17 +127,55 @@ def train(
         _print_figures("validation", EvalFigures(**v))
 
 
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        envvar="BACKFIRE_CAPTION_MODEL_FILE",
+        help="Model file; default the shipped model.",
+    ),
+]
+
+
+def _load(model_file: Path | None, encoder_dir: Path | None):
+    from workers.caption import SHIPPED_MODEL_FILE, load_model_file
+
+    return load_model_file(
+        (model_file or SHIPPED_MODEL_FILE).resolve(),
+        encoder_dir.resolve() if encoder_dir else None,
+    )
+
+
+@app.command("score")
+def score_cmd(
+    captions: Annotated[list[str], typer.Argument(help="One or more captions to score.")],
+    model_file: ModelOpt = None,
+    encoder_dir: EncoderDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per caption.")] = False,
+) -> None:
+    """Score captions from the command line: irony probability, sentiment, cues.
+
+    Example:
+
+        backfire caption score "Free delivery, only at #myNYPD" "Thanks for keeping us safe"
+    """
+    try:
+        model = _load(model_file, encoder_dir)
+    except BackfireError as e:
+        raise fail(e) from e
+    for text, s in zip(captions, model.score_batch(captions), strict=True):
+        # Plain echo, not rich: one line per caption, never wrapped, easy to pipe.
+        if as_json:
+            typer.echo(json.dumps({"caption": text, **s.as_dict()}, ensure_ascii=False))
+            continue
+        cues = f"  cues: {', '.join(s.cues)}" if s.cues else ""
+        typer.echo(f"sarcasm {s.sarcasm:.2f}  sentiment {s.sentiment:+.2f}  {text!r}{cues}")
+
+
 @app.command("eval")
 def evaluate_cmd(
     data: DataOpt,
-    model_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            envvar="BACKFIRE_CAPTION_MODEL_FILE",
-            help="Model file; default the shipped model.",
-        ),
-    ] = None,
+    model_file: ModelOpt = None,
     split: Annotated[str, typer.Option("--split", help="Which split of --data to score.")] = "val",
     encoder_dir: EncoderDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
@@ -148,16 +186,12 @@ def evaluate_cmd(
 
         backfire caption eval --data ../shared/data/irony --split val
     """
-    from workers.caption import SHIPPED_MODEL_FILE, load_model_file
     from workers.caption.data import load_split
     from workers.caption.metrics import evaluate
 
     try:
         items = load_split(data, split)
-        model = load_model_file(
-            (model_file or SHIPPED_MODEL_FILE).resolve(),
-            encoder_dir.resolve() if encoder_dir else None,
-        )
+        model = _load(model_file, encoder_dir)
     except BackfireError as e:
         raise fail(e) from e
     fig = evaluate(items.labels, [s.sarcasm for s in model.score_batch(items.texts)])

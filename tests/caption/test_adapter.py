@@ -165,3 +165,22 @@ def test_cli_trains_and_evaluates_an_adapter_on_a_csv(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "--kind must be adapter or linear" in bad.stderr
+
+
+def test_cli_scores_captions_with_the_shipped_model():
+    res = subprocess.run(
+        [BACKFIRE, "caption", "score", "--json", "Great job guys #sarcasm", ""],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import json
+
+    first, empty = (json.loads(line) for line in res.stdout.splitlines())
+    assert first["model"].startswith("caption-sarcasm-v2-") and "#sarcasm" in first["cues"]
+    assert 0.0 <= first["sarcasm"] <= 1.0
+    assert "empty caption" in empty["cues"]
+    missing = subprocess.run(
+        [BACKFIRE, "caption", "score", "--model", "no-such.safetensors", "hi"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "caption model file not found" in missing.stderr
