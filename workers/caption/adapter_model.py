@@ -79,8 +79,8 @@ class AdapterSarcasmModel(CalibratedScorer):
             return float(self.head(self.encoder(x, torch.ones_like(x)))[0, 0])
 
     def logits(self, texts: list[str]) -> list[float]:
-        """Raw head scores, one caption at a time (see the module docstring for why)."""
-        self.encoder.eval()
+        """Raw head scores, one caption at a time (see the module docstring for why). Thread-safe:
+        the encoder is in eval mode from load on and inference never writes to it."""
         return [self._logit(encoder_text(t)) for t in texts]
 
     def raw_score(self, text: str, _vader: dict[str, float] | None) -> float:
