@@ -24,11 +24,18 @@ from typing import Any
 import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
-from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer, mapped_tensors
+from workers.caption.encoder_files import (
+    BASE_NAME,
+    WEIGHTS,
+    base_dir,
+    load_tokenizer,
+    mapped_tensors,
+)
 from workers.caption.features import normalise
-from workers.caption.minilm import EMBEDDINGS, MiniLM, file_sha256
+from workers.caption.minilm import EMBEDDINGS, MiniLM
 from workers.caption.model import CalibratedScorer
 from workers.errors import ConfigError
+from workers.hashing import file_sha256
 
 _UNDERSCORE = re.compile(r"_+")
 #: Distinct captions remembered per loaded model (a few MB of floats and keys).
@@ -96,8 +103,7 @@ class AdapterSarcasmModel(CalibratedScorer):
         meta = {
             "format": FORMAT,
             "model_id": self.model_id,
-            "base": json.dumps({"name": "sentence-transformers/all-MiniLM-L6-v2",
-                                "sha256": self.base_sha256}),
+            "base": json.dumps({"name": BASE_NAME, "sha256": self.base_sha256}),
             "config": json.dumps(self.config.__dict__),
             "scalars": json.dumps(
                 {"platt_a": self.platt_a, "platt_c": self.platt_c, "prior": self.prior}

@@ -35,7 +35,8 @@ from workers.caption.adapter_model import (
 from workers.caption.data import LabelledCaptions
 from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer
 from workers.caption.metrics import evaluate
-from workers.caption.minilm import MiniLM, file_sha256
+from workers.caption.minilm import MiniLM
+from workers.hashing import file_sha256
 
 
 @dataclass(frozen=True)

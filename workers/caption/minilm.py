@@ -13,10 +13,8 @@ the adapters are merged into the base matrices once, so scoring costs exactly th
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -207,10 +205,3 @@ class MiniLM(nn.Module):
             if isinstance(m, LoRALinear):
                 m.merge()
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

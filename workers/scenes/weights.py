@@ -5,7 +5,6 @@ air-gapped machine gets its answer in a second instead of a minute of retries.""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from workers.errors import ConfigError, WeightsMissing
+from workers.hashing import file_sha256
 
 if TYPE_CHECKING:
     from workers.config import Settings
@@ -46,7 +46,7 @@ def resolve_weights(model_name: str, settings: Settings) -> Weights:
         ckpt = Path(settings.checkpoint)
         if not ckpt.is_file():
             raise WeightsMissing(f"Checkpoint file not found: {ckpt}\n{weights_help(settings)}")
-        return Weights(f"{model_name}@sha256:{_file_sha256(ckpt)[:16]}", str(ckpt), None)
+        return Weights(f"{model_name}@sha256:{file_sha256(ckpt)[:16]}", str(ckpt), None)
 
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if settings.pretrained not in tags:
@@ -119,14 +119,6 @@ def _hub_offline(on: bool) -> Iterator[None]:
         yield
     finally:
         constants.HF_HUB_OFFLINE = before
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
