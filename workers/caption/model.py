@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -45,7 +44,7 @@ NON_LATIN_LIMIT = 0.5
 
 class CalibratedScorer:
     """What every trained caption model shares: a raw score, Platt-calibrated into a probability,
-    and the common handling of empty and unreadable captions (`caption_scores`)."""
+    and the common handling of empty and unreadable captions."""
 
     model_id: str
     prior: float
@@ -61,7 +60,25 @@ class CalibratedScorer:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
 
     def score_one(self, text: str) -> CaptionScores:
-        return caption_scores(text, self.model_id, self.prior, self.probability)
+        """VADER sentiment and cues always; the model's probability unless the caption is empty
+        or mostly in a script the model cannot read, where the answer is the training prior."""
+        text = text if isinstance(text, str) else ""
+        norm = normalise(text)
+        vs = sentiment_parts(text)
+        cues = find_cues(text[:2000])
+        if not norm:
+            sarcasm, cues = self.prior, [*cues, EMPTY_CUE]
+        elif _non_latin_share(norm) > NON_LATIN_LIMIT:
+            # Defined behaviour for text the model cannot read: no evidence either way.
+            sarcasm, cues = self.prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
+        else:
+            sarcasm = self.probability(text, vs)
+        return CaptionScores(
+            sarcasm=float(sarcasm),
+            sentiment=float(vs["compound"]),
+            cues=tuple(cues),
+            model=self.model_id,
+        )
 
     def score_batch(self, texts: list[str]) -> list[CaptionScores]:
         return [self.score_one(t) for t in texts]
@@ -207,34 +224,6 @@ def file_format(path: Path) -> str | None:
             return (f.metadata() or {}).get("format")
     except Exception:  # missing, corrupt or not safetensors: the loader says which
         return None
-
-
-def caption_scores(
-    text: str,
-    model_id: str,
-    prior: float,
-    probability: Callable[[str, dict[str, float]], float],
-) -> CaptionScores:
-    """One caption's scores, the same way for every trained model: VADER sentiment and cues
-    always; the model's `probability(text, vader)` unless the caption is empty or mostly in a
-    script the model cannot read, where the answer is the training prior (no evidence)."""
-    text = text if isinstance(text, str) else ""
-    norm = normalise(text)
-    vs = sentiment_parts(text)
-    cues = find_cues(text[:2000])
-    if not norm:
-        sarcasm, cues = prior, [*cues, EMPTY_CUE]
-    elif _non_latin_share(norm) > NON_LATIN_LIMIT:
-        # Defined behaviour for text the model cannot read: no evidence either way.
-        sarcasm, cues = prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
-    else:
-        sarcasm = probability(text, vs)
-    return CaptionScores(
-        sarcasm=float(sarcasm),
-        sentiment=float(vs["compound"]),
-        cues=tuple(cues),
-        model=model_id,
-    )
 
 
 def _non_latin_share(norm: str) -> float:
