@@ -13,8 +13,10 @@ WORKDIR /app
 # Dependency layer, cached until pyproject.toml changes. torch==2.14.1 is pinned there; the CPU
 # wheel index keeps the image free of CUDA libraries.
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 RUN mkdir -p service workers && touch service/__init__.py workers/__init__.py \
  && pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
+ && pip install --no-deps --require-hashes -r requirements/caption-encoder.txt \
  && pip uninstall -y backfire && rm -rf service workers
 
 # Code layer: changes here do not reinstall dependencies.

