@@ -79,6 +79,9 @@ def train(
     ] = "mpnet",
     seed: Annotated[int, typer.Option("--seed", help="Seed of splits, init and order.")] = 13,
     epochs: Annotated[int, typer.Option("--epochs", help="adapter: passes over the data.")] = 3,
+    lr: Annotated[
+        float, typer.Option("--lr", help="adapter: learning rate of the adapters (AdamW).")
+    ] = 1e-3,
     members: Annotated[
         int | None,
         typer.Option("--members", help="adapter: fine-tunes averaged into one (soup); default "
@@ -109,8 +112,8 @@ def train(
         err.print(f"[bold red]error[/]: --base must be one of {', '.join(BASES)}, not {base!r}")
         raise typer.Exit(2)
     members = members if members is not None else (1 if base == "mpnet" else 3)
-    if epochs < 1 or members < 1:
-        err.print("[bold red]error[/]: --epochs and --members must be at least 1")
+    if epochs < 1 or members < 1 or not lr > 0:
+        err.print("[bold red]error[/]: --epochs and --members must be at least 1, --lr above 0")
         raise typer.Exit(2)
     progress = lambda m: err.print(f"[dim]{m}[/]")  # noqa: E731
     try:
@@ -119,7 +122,7 @@ def train(
         if kind == "adapter":
             from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
 
-            cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base)
+            cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base, lr=lr)
             model = train_adapter(train_set, cfg, val_set, encoder_dir, progress=progress,
                                   cache_dir=get_settings().cache_dir)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
         description="Folder with the caption model's base encoder (model.safetensors + "
         "tokenizer.json: all-mpnet-base-v2 for v3, all-MiniLM-L6-v2 for v2); None = the packaged "
         "copy (v3's is unpacked into cache_dir on first use).",
+    )
+
+    caption_precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Precision of the adapter caption models' layers: bfloat16 is ~1.6x faster "
+        "on CPUs with AMX/AVX512-BF16 and halves their memory; scores move by ~0.01 and the "
+        "model id gains '-bf16'.",
     )
 
     # --- storage -----------------------------------------------------------------------------

@@ -152,6 +152,13 @@ def test_training_is_seeded_and_the_file_round_trips(tmp_path):
     assert a.metadata["train"]["calibrated_on"] == 12  # a quarter of each class, held out
 
 
+def test_training_that_never_leaves_chance_is_refused_with_what_to_try():
+    # lr 0: the loss stays at the untrained head's, the way a diverged fine-tune does.
+    stuck = AdapterTrainConfig(**{**TINY.__dict__, "epochs": 2, "lr": 0.0, "head_lr": 0.0})
+    with pytest.raises(ValueError, match="no fine-tune learned .* try another --seed or a lower"):
+        train_adapter(_tiny_set(), stuck)
+
+
 def test_an_adapter_refuses_other_base_weights(tmp_path):
     from safetensors.torch import load_file, save_file
 

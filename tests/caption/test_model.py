@@ -162,3 +162,16 @@ def test_a_foreign_file_is_refused_with_a_clear_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="cannot read caption model"):
         SarcasmModel.load(bad)
+
+
+def test_bfloat16_precision_is_close_to_float32_and_says_so_in_the_model_id():
+    texts = [SARCASTIC, SINCERE, "Free delivery, only at #myNYPD 😂", "Thanks NYPD, stay safe"]
+    full = load_model_file(SHIPPED_MODEL_FILE)
+    half = load_caption_scorer(Settings(caption_precision="bfloat16"))
+    assert half.model_id == full.model_id + "-bf16"  # never mixed with float32 verdicts
+    for a, b in zip(full.score_batch(texts), half.score_batch(texts), strict=True):
+        assert b.sarcasm == pytest.approx(a.sarcasm, abs=0.02)
+        assert b.sentiment == a.sentiment
+    assert half.score_batch(texts[::-1])[::-1] == half.score_batch(texts)
+    with pytest.raises(ConfigError, match="caption precision must be one of"):
+        load_model_file(SHIPPED_MODEL_FILE, precision="int4")

@@ -59,6 +59,7 @@ def test_documented_figures_match_the_model_card(path):
 
 @needs_data
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # v3 on 2 cores: ~10 minutes a member
 @pytest.mark.parametrize("path", [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE], ids=["v3", "v2"])
 def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
     """A retrained file can't silently drift: the recipe stored in the shipped file, run again

@@ -66,7 +66,8 @@ def test_explicit_sarcasm_over_a_police_photo_is_not_supportive(pipeline):
 
 def test_ironic_words_alone_count_as_sarcasm_over_a_police_photo(pipeline):
     # No force scene and no explicit marker: only the caption model's own reading of the words.
-    r = _verdict(pipeline, "Oh wonderful, stopped and searched again on my way home. Love it!", GREY)
+    caption = "Oh wonderful, stopped and searched again on my way home. Love it!"
+    r = _verdict(pipeline, caption, GREY)
     assert r.caption.sarcasm > pipeline.policy.policy.caption.sarcasm_floor
     assert r.verdict.signals["sarcasm_evidence"] > 0.2
     assert r.verdict.label != "supportive", r.verdict.reasons

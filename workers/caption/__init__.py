@@ -51,12 +51,14 @@ def load_caption_scorer(settings: Settings) -> CaptionScorer:
 
         return CueCaptionScorer()
     return load_model_file(
-        Path(path or SHIPPED_MODEL_FILE), settings.caption_encoder_dir, settings.cache_dir
+        Path(path or SHIPPED_MODEL_FILE), settings.caption_encoder_dir, settings.cache_dir,
+        settings.caption_precision,
     )
 
 
 def load_model_file(
-    path: Path, encoder_dir: Path | None = None, cache_dir: Path | None = None
+    path: Path, encoder_dir: Path | None = None, cache_dir: Path | None = None,
+    precision: str = "float32",
 ) -> CaptionScorer:
     """A trained model file of either kind, told apart by the format in its header; loaded once
     per process for each (file, base encoder folder). `cache_dir` is where packaged base weights
@@ -71,15 +73,15 @@ def load_model_file(
         # Keyed by the real folder, so every cache that links the same unpacked copy (tests,
         # several settings objects in one process) shares one loaded model.
         folder = base_folder(path, encoder_dir, cache_dir)
-    return _load_model(path, folder)
+    return _load_model(path, folder, precision)
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: Path, encoder_folder: Path | None) -> CaptionScorer:
+def _load_model(path: Path, encoder_folder: Path | None, precision: str) -> CaptionScorer:
     from workers.caption.model import SarcasmModel, file_format
 
     if file_format(path) == ADAPTER_FORMAT:
         from workers.caption.adapter_model import AdapterSarcasmModel
 
-        return AdapterSarcasmModel.load(path, encoder_folder)
+        return AdapterSarcasmModel.load(path, encoder_folder, precision=precision)
     return SarcasmModel.load(path)

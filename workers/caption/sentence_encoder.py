@@ -168,8 +168,16 @@ class SentenceEncoder(nn.Module):
         self.emb_norm = nn.LayerNorm(s.hidden, eps=s.eps)
         self.layers = nn.ModuleList(Layer(s, rank, alpha, dropout) for _ in range(s.layers))
         self.dropout = dropout
+        #: dtype of the transformer layers; the embedding tables stay float32 views of the file.
+        self.compute_dtype = torch.float32
         for emb in frozen:
             emb.weight.requires_grad_(False)
+
+    def use_compute_dtype(self, dtype: torch.dtype) -> None:
+        """Run the layers in `dtype` (inference only): bfloat16 halves their memory and, on CPUs
+        with AMX / AVX512-BF16, is ~1.6x faster, at ~1e-2 differences in the pooled vector."""
+        self.layers.to(dtype)
+        self.compute_dtype = dtype
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Mean-pooled token states, (batch, hidden). `attention`: 1 for tokens, 0 for padding
@@ -190,8 +198,11 @@ class SentenceEncoder(nn.Module):
             mask = mask.permute(2, 0, 1)[None]
             if padded:
                 mask = mask.masked_fill(~attention[:, None, None, :].bool(), float("-inf"))
+            mask = mask.to(self.compute_dtype)
+        x = x.to(self.compute_dtype)
         for layer in self.layers:
             x = layer(x, mask)
+        x = x.float()
         m = attention[..., None].to(x.dtype)
         return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
