@@ -131,6 +131,9 @@ class AdapterSarcasmModel(CalibratedScorer):
         never mixed with float32 ones."""
         from safetensors import safe_open
 
+        if precision not in PRECISIONS:  # before the costly part
+            raise ConfigError(f"caption precision must be one of {', '.join(PRECISIONS)}, "
+                              f"not {precision!r}")
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"caption model file not found: {path}")
@@ -161,9 +164,6 @@ class AdapterSarcasmModel(CalibratedScorer):
             raise ConfigError(f"{path}: {exc}") from exc
         encoder.merge()
         encoder.eval().requires_grad_(False)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"caption precision must be one of {', '.join(PRECISIONS)}, "
-                              f"not {precision!r}")
         if precision == "bfloat16":
             encoder.use_compute_dtype(torch.bfloat16)
         head = torch.nn.Linear(encoder.shape.hidden, 1)

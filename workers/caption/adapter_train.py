@@ -3,9 +3,10 @@ v3 over all-mpnet-base-v2 (`base="mpnet"`, the default), v2 over all-MiniLM-L6-v
 
 Recipe (chosen on the TweetEval irony validation split; see model_cards/caption-sarcasm.md):
 - a seeded, stratified `calibration_share` of the training captions is held out;
-- `members` adapters (rank `rank` on every linear layer, plus LayerNorms and a linear head on
-  the mean-pooled tokens) are trained on the rest with AdamW, linear warm-up and decay, dropout
-  0.1, each from its own seed (initialisation, dropout, batch order);
+- `members` adapters (v3: 1, v2: 3; rank `rank` on every linear layer, plus LayerNorms and a
+  linear head on the mean-pooled tokens) are trained on the rest with AdamW, linear warm-up and
+  decay, dropout 0.1, each from its own seed (initialisation, dropout, batch order); a member
+  that never leaves chance is left out (NOT_LEARNED_LOSS);
 - they are averaged into one ("model soup": fine-tunes of one base stay in one basin, so the
   mean of their weights scores about as well as the mean of their predictions, at the cost of
   one model). Low-rank updates average exactly as one adapter of rank members × rank;
@@ -52,7 +53,7 @@ class AdapterTrainConfig:
     alpha: float = 16.0
     max_tokens: int = 128
     epochs: int = 3
-    members: int = 3
+    members: int = 1  # the v3 recipe; v2 is a soup of 3 (its file records members=3)
     lr: float = 1e-3
     head_lr: float = 1e-3
     batch_size: int = 16
