@@ -63,11 +63,7 @@ class AdapterTrainConfig:
     calibration_share: float = 0.1
     seed: int = 13
     base: str = "mpnet"  # a key of encoder_files.BASES
-    model_id: str = ""  # "" = by base: caption-sarcasm-v3 (mpnet), caption-sarcasm-v2 (minilm)
-
-    def resolved_model_id(self) -> str:
-        return self.model_id or {"mpnet": "caption-sarcasm-v3", "minilm": "caption-sarcasm-v2"}[
-            self.base]
+    model_id: str = ""  # "" = the base's (EncoderBase.model_id)
 
 
 def _batches(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -244,7 +240,7 @@ def train_adapter(
     encoder.eval().requires_grad_(False)
     head.requires_grad_(False)
     model = AdapterSarcasmModel(
-        model_id=cfg.resolved_model_id(),
+        model_id=cfg.model_id or base.model_id,
         base=base,
         encoder=encoder,
         head=head,
@@ -258,7 +254,7 @@ def train_adapter(
     progress(f"calibration on {len(cal_idx)} held-out training captions")
     cal_scores = np.asarray(model.logits([data.texts[i] for i in cal_idx]))
     model.platt_a, model.platt_c = _platt(cal_scores, y[cal_idx])
-    model.model_id = f"{cfg.resolved_model_id()}-{adapter_digest(model)[:8]}"
+    model.model_id = f"{cfg.model_id or base.model_id}-{adapter_digest(model)[:8]}"
     model.metadata = {
         "train": {
             "source": Path(data.source).name,

