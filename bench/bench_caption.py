@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_caption.py [--model FILE] [--data ../shared/data/irony]
 
-Measures the shipped v3 (MPNet adapter, default), v2 (MiniLM adapter) and v1 (linear) models
-unless --model names one file, and prints each one's ratio to the 2,000 captions/s target and to
-v1 measured in the same run. The load time of v3 excludes the one-time unpacking of its base
-weights into the cache (done before timing).
+Measures the shipped v3 (MPNet adapter, default) and v2 (MiniLM adapter) at each --precision
+(default float32 and int8), and v1 (linear), unless --model names one file; prints each one's
+ratio to the 2,000 captions/s target and to v1 measured in the same run. The load time of v3
+excludes the one-time unpacking of its base weights into the cache (done before timing).
 Captions come from the irony validation split when it is present, else a built-in mix of short
 and long captions. Threads are pinned to 1 before numpy/torch load (env vars + threadpoolctl +
 torch.set_num_threads).
@@ -39,7 +39,7 @@ def _measure(path: Path, texts: list[str], repeat: int, precision: str) -> dict:
     t0 = time.perf_counter()
     from workers.caption import load_model_file
 
-    model = load_model_file(path.resolve(), precision=precision)
+    model = load_model_file(path.resolve(), precision=precision if precision != "-" else "float32")
     t_load = time.perf_counter() - t0
     model.score_batch(["warm up VADER's lexicon"])  # first call loads VADER (~0.1 s), once
     rates = []
@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "irony")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--precision", default="float32", help="adapter models: float32 or "
-                        "bfloat16 (BACKFIRE_CAPTION_PRECISION)")
+    parser.add_argument("--precision", default="float32,int8", help="adapter models, comma-"
+                        "separated: float32, int8, bfloat16 (BACKFIRE_CAPTION_PRECISION)")
     args = parser.parse_args()
 
     with threadpool_limits(limits=1):
@@ -83,9 +83,13 @@ def main() -> None:
             texts, source = load_split(args.data, "val").texts, "irony val split"
         else:
             texts, source = FALLBACK, "built-in captions"
-        shipped = [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE, LINEAR_MODEL_FILE]
-        paths = [args.model] if args.model else shipped
-        results = [_measure(p, texts, args.repeat, args.precision) for p in paths]
+        precisions = args.precision.split(",")
+        if args.model:
+            runs = [(args.model, p) for p in precisions]
+        else:  # v1 has no precision setting: once, last, as the baseline
+            adapters = [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE]
+            runs = [(f, p) for f in adapters for p in precisions] + [(LINEAR_MODEL_FILE, "-")]
+        results = [_measure(f, texts, args.repeat, p) for f, p in runs]
 
     mean_chars = statistics.mean(map(len, texts))
     print(f"captions       {len(texts)} from {source}, mean {mean_chars:.0f} chars, one core")

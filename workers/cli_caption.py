@@ -13,8 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from workers.cli_common import err, fail
-from workers.config import get_settings
+from workers.cli_common import err, fail, settings_with
 from workers.errors import BackfireError
 
 app = typer.Typer(
@@ -124,7 +123,7 @@ def train(
 
             cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base, lr=lr)
             model = train_adapter(train_set, cfg, val_set, encoder_dir, progress=progress,
-                                  cache_dir=get_settings().cache_dir)
+                                  cache_dir=settings_with().cache_dir)
         else:
             from workers.caption.train import TrainConfig
             from workers.caption.train import train as fit
@@ -142,10 +141,12 @@ def train(
     if val_set is not None:
         from workers.caption.metrics import EvalFigures
 
-        v = dict(model.metadata["validation"])
-        v.pop("source")
-        v["confusion"] = tuple(tuple(r) for r in v["confusion"])
-        _print_figures("validation", EvalFigures(**v))
+        for key, title in (("validation", "validation"), ("validation_int8", "validation, int8")):
+            if key in model.metadata:
+                v = dict(model.metadata[key])
+                v.pop("source")
+                v["confusion"] = tuple(tuple(r) for r in v["confusion"])
+                _print_figures(title, EvalFigures(**v))
 
 
 ModelOpt = Annotated[
@@ -158,11 +159,22 @@ ModelOpt = Annotated[
 ]
 
 
-def _load(model_file: Path | None, encoder_dir: Path | None):
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Adapter models: int8 (the default: fastest, same validation figures), float32, or "
+        "bfloat16 (fast only on CPUs with AMX/AVX512-BF16). Default BACKFIRE_CAPTION_PRECISION.",
+    ),
+]
+
+
+def _load(model_file: Path | None, encoder_dir: Path | None, precision: str | None):
     from workers.caption import SHIPPED_MODEL_FILE, load_model_file
 
-    return load_model_file(model_file or SHIPPED_MODEL_FILE, encoder_dir,
-                           get_settings().cache_dir)
+    settings = settings_with()
+    return load_model_file(model_file or SHIPPED_MODEL_FILE, encoder_dir, settings.cache_dir,
+                           precision or settings.caption_precision)
 
 
 @app.command("score")
@@ -170,6 +182,7 @@ def score_cmd(
     captions: Annotated[list[str], typer.Argument(help="One or more captions to score.")],
     model_file: ModelOpt = None,
     encoder_dir: EncoderDirOpt = None,
+    precision: PrecisionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per caption.")] = False,
 ) -> None:
     """Score captions from the command line: irony probability, sentiment, cues.
@@ -179,7 +192,7 @@ def score_cmd(
         backfire caption score "Free delivery, only at #myNYPD" "Thanks for keeping us safe"
     """
     try:
-        model = _load(model_file, encoder_dir)
+        model = _load(model_file, encoder_dir, precision)
     except BackfireError as e:
         raise fail(e) from e
     for text, s in zip(captions, model.score_batch(captions), strict=True):
@@ -197,6 +210,7 @@ def evaluate_cmd(
     model_file: ModelOpt = None,
     split: Annotated[str, typer.Option("--split", help="Which split of --data to score.")] = "val",
     encoder_dir: EncoderDirOpt = None,
+    precision: PrecisionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Score a labelled split and print ironic-class F1, macro-F1, accuracy, confusion, ECE.
@@ -210,7 +224,7 @@ def evaluate_cmd(
 
     try:
         items = load_split(data, split)
-        model = _load(model_file, encoder_dir)
+        model = _load(model_file, encoder_dir, precision)
     except BackfireError as e:
         raise fail(e) from e
     fig = evaluate(items.labels, [s.sarcasm for s in model.score_batch(items.texts)])
@@ -219,7 +233,7 @@ def evaluate_cmd(
         return
     out.print(f"model {model.model_id}")
     _print_figures(f"{split} split of {data}", fig)
-    documented = getattr(model, "metadata", {}).get("validation")
+    documented = getattr(model, "documented_validation", lambda: None)()  # none for cues-v0
     if documented and split == "val":
         out.print(
             f"  documented in the model file: ironic-F1 {documented['ironic_f1']:.4f}, "

@@ -150,6 +150,12 @@ def test_training_is_seeded_and_the_file_round_trips(tmp_path):
         [s.sarcasm for s in a.score_batch(texts)], abs=1e-6
     )
     assert a.metadata["train"]["calibrated_on"] == 12  # a quarter of each class, held out
+    # The file carries what int8 inference needs: one range per linear layer (6 layers x 6).
+    assert len(loaded.int8_ranges) == 36
+    fast = load_model_file(path.resolve(), precision="int8")
+    assert fast.model_id == a.model_id + "-int8"
+    # Raw scores: this tiny model's Platt slope (~80) would magnify any difference.
+    assert fast.logits(texts) == pytest.approx(a.logits(texts), abs=0.05)
 
 
 def test_training_that_never_leaves_chance_is_refused_with_what_to_try():
@@ -306,6 +312,7 @@ def test_cli_scores_captions_with_the_shipped_model():
 
     first, empty = (json.loads(line) for line in res.stdout.splitlines())
     assert first["model"].startswith("caption-sarcasm-v3-") and "#sarcasm" in first["cues"]
+    assert first["model"].endswith("-int8")  # the default precision
     assert 0.0 <= first["sarcasm"] <= 1.0
     assert "empty caption" in empty["cues"]
     missing = subprocess.run(
@@ -313,3 +320,22 @@ def test_cli_scores_captions_with_the_shipped_model():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert missing.returncode == 2 and "caption model file not found" in missing.stderr
+
+
+def test_cli_precision_option_and_a_bad_precision_setting():
+    import json
+    import os
+
+    res = subprocess.run(
+        [BACKFIRE, "caption", "score", "--json", "--precision", "float32", "Great job guys"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    model = json.loads(res.stdout)["model"]
+    assert model.startswith("caption-sarcasm-v3-") and not model.endswith("-int8")
+    bad = subprocess.run(
+        [BACKFIRE, "caption", "score", "hi"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BACKFIRE_CAPTION_PRECISION": "int4"},
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Invalid BACKFIRE_* setting" in bad.stderr
+    assert "caption_precision" in bad.stderr and "Traceback" not in bad.stderr

@@ -42,11 +42,15 @@ EDGE_CASES = {
 
 
 FILES = {"v3": SHIPPED_MODEL_FILE, "v2": MINILM_MODEL_FILE, "v1": LINEAR_MODEL_FILE}
+#: Every shipped file, and v3 also in int8 (the default precision): a user meets all of them.
+MODELS = {"v3": (SHIPPED_MODEL_FILE, "float32"), "v3-int8": (SHIPPED_MODEL_FILE, "int8"),
+          "v2": (MINILM_MODEL_FILE, "float32"), "v1": (LINEAR_MODEL_FILE, "float32")}
 
 
-@pytest.fixture(scope="module", params=list(FILES))
+@pytest.fixture(scope="module", params=list(MODELS))
 def model(request):
-    return load_model_file(FILES[request.param])
+    path, precision = MODELS[request.param]
+    return load_model_file(path, precision=precision)
 
 
 def _valid(s: CaptionScores) -> None:
@@ -56,9 +60,9 @@ def _valid(s: CaptionScores) -> None:
     assert s.model.startswith("caption-sarcasm-v")
 
 
-def test_shipped_v3_model_is_the_default_and_loads_once():
+def test_shipped_v3_model_in_int8_is_the_default_and_loads_once():
     first = load_caption_scorer(Settings())
-    assert first.model_id.startswith("caption-sarcasm-v3-")
+    assert first.model_id.startswith("caption-sarcasm-v3-") and first.model_id.endswith("-int8")
     assert load_caption_scorer(Settings()) is first
 
 
@@ -175,3 +179,32 @@ def test_bfloat16_precision_is_close_to_float32_and_says_so_in_the_model_id():
     assert half.score_batch(texts[::-1])[::-1] == half.score_batch(texts)
     with pytest.raises(ConfigError, match="caption precision must be one of"):
         load_model_file(SHIPPED_MODEL_FILE, precision="int4")
+
+
+def test_int8_precision_is_close_to_float32_and_says_so_in_the_model_id():
+    texts = [SARCASTIC, SINCERE, "Free delivery, only at #myNYPD 😂", "Thanks NYPD, stay safe",
+             "RT @user: Police arrest protester outside city hall http://t.co/abc123"]
+    full = load_model_file(SHIPPED_MODEL_FILE)
+    fast = load_model_file(SHIPPED_MODEL_FILE, precision="int8")
+    assert fast.model_id == full.model_id + "-int8"  # never mixed with float32 verdicts
+    assert load_model_file(SHIPPED_MODEL_FILE) is full  # each precision is its own model
+    for a, b in zip(full.score_batch(texts), fast.score_batch(texts), strict=True):
+        # Validation: 97 % of captions on the same side of 0.5, largest move 0.19.
+        assert b.sarcasm == pytest.approx(a.sarcasm, abs=0.12)
+        assert b.sentiment == a.sentiment
+    fast.clear_cache()
+    assert fast.score_batch(texts[::-1])[::-1] == fast.score_batch(texts)
+
+
+def test_int8_needs_the_ranges_a_trained_file_carries(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(MINILM_MODEL_FILE), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("int8_range.")}  # noqa: SIM118
+    old = tmp_path / "before-int8.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    assert load_model_file(old).model_id == load_model_file(MINILM_MODEL_FILE).model_id
+    with pytest.raises(ConfigError, match="carries no int8 activation ranges.*use float32"):
+        load_model_file(old, precision="int8")

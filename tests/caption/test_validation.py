@@ -27,8 +27,10 @@ TOLERANCE = 0.005
 
 
 SHIPPED = pytest.mark.parametrize(
-    "path", [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE, LINEAR_MODEL_FILE],
-    ids=["v3-mpnet", "v2-minilm", "v1-linear"],
+    "path,precision",
+    [(SHIPPED_MODEL_FILE, "int8"), (SHIPPED_MODEL_FILE, "float32"), (MINILM_MODEL_FILE, "int8"),
+     (MINILM_MODEL_FILE, "float32"), (LINEAR_MODEL_FILE, "float32")],
+    ids=["v3-mpnet-int8", "v3-mpnet", "v2-minilm-int8", "v2-minilm", "v1-linear"],
 )
 
 
@@ -39,9 +41,9 @@ def _figures(model):
 
 @needs_data
 @SHIPPED
-def test_shipped_model_reproduces_its_documented_validation_figures(path):
-    model = load_model_file(path)
-    documented = model.metadata["validation"]
+def test_shipped_model_reproduces_its_documented_validation_figures(path, precision):
+    model = load_model_file(path, precision=precision)
+    documented = model.documented_validation()
     fig = _figures(model)
     assert fig.n == documented["n"] == 955
     for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
@@ -50,8 +52,8 @@ def test_shipped_model_reproduces_its_documented_validation_figures(path):
 
 @needs_data
 @SHIPPED
-def test_documented_figures_match_the_model_card(path):
-    documented = load_model_file(path).metadata["validation"]
+def test_documented_figures_match_the_model_card(path, precision):
+    documented = load_model_file(path, precision=precision).documented_validation()
     card = (SHIPPED_MODEL_FILE.parent / "caption-sarcasm.md").read_text(encoding="utf-8")
     for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
         assert f"{documented[key]:.4f}" in card, key
@@ -69,9 +71,10 @@ def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
     shipped = load_model_file(path)
     cfg = AdapterTrainConfig(**shipped.metadata["config"])
     model = train_adapter(load_split(IRONY, "train"), cfg, load_split(IRONY, "val"))
-    documented, got = shipped.metadata["validation"], model.metadata["validation"]
-    for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
-        assert got[key] == pytest.approx(documented[key], abs=TOLERANCE), key
+    for figures in ("validation", "validation_int8"):
+        documented, got = shipped.metadata[figures], model.metadata[figures]
+        for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+            assert got[key] == pytest.approx(documented[key], abs=TOLERANCE), (figures, key)
 
 
 @needs_data

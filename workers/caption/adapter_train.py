@@ -11,18 +11,20 @@ Recipe (chosen on the TweetEval irony validation split; see model_cards/caption-
   mean of their weights scores about as well as the mean of their predictions, at the cost of
   one model). Low-rank updates average exactly as one adapter of rank members × rank;
 - a Platt calibration is fitted on the held-out captions' scores, so the probability is
-  calibrated on captions no member saw, and the validation split is never fitted on.
+  calibrated on captions no member saw, and the validation split is never fitted on;
+- the input ranges int8 inference needs are measured on the first training captions.
 Seeded: everything follows from `seed`; the same seed on the same machine gives the same file.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ from workers.caption.encoder_files import (
     weights_sha256,
 )
 from workers.caption.metrics import evaluate
+from workers.caption.quantize import RANGE_CAPTIONS, activation_ranges
 from workers.caption.sentence_encoder import SentenceEncoder
 
 
@@ -251,6 +254,8 @@ def train_adapter(
         prior=float(y.mean()),
         base_sha256=weights_sha256(folder),
     )
+    # For int8 inference (quantize.py): the ranges of the float model on training captions.
+    model.int8_ranges = activation_ranges(encoder, fit_ids[:RANGE_CAPTIONS])
     progress(f"calibration on {len(cal_idx)} held-out training captions")
     cal_scores = np.asarray(model.logits([data.texts[i] for i in cal_idx]))
     model.platt_a, model.platt_c = _platt(cal_scores, y[cal_idx])
@@ -270,6 +275,11 @@ def train_adapter(
         progress(f"validation on {len(val)} captions")
         figures = evaluate(val.labels, [s.sarcasm for s in model.score_batch(val.texts)])
         model.metadata["validation"] = {"source": Path(val.source).name, **figures.as_dict()}
+        # The same file run in int8 (the default precision) has figures of its own.
+        int8 = replace(model, encoder=copy.deepcopy(model.encoder))
+        int8.use_precision("int8")
+        figures = evaluate(val.labels, [s.sarcasm for s in int8.score_batch(val.texts)])
+        model.metadata["validation_int8"] = {"source": Path(val.source).name, **figures.as_dict()}
     return model
 
 

@@ -51,8 +51,14 @@ class CalibratedScorer:
     platt_a: float
     platt_c: float
 
+    metadata: dict
+
     def raw_score(self, text: str, vader: dict[str, float] | None) -> float:
         raise NotImplementedError
+
+    def documented_validation(self) -> dict | None:
+        """The validation figures stored with the model at training time, if any."""
+        return self.metadata.get("validation")
 
     def probability(self, text: str, vader: dict[str, float] | None = None) -> float:
         """Calibrated probability that the caption is ironic/sarcastic."""
