@@ -86,6 +86,11 @@ def train(
         typer.Option("--members", help="adapter: fine-tunes averaged into one (soup); default "
                      "1 for mpnet, 3 for minilm."),
     ] = None,
+    frozen_layers: Annotated[
+        int,
+        typer.Option("--frozen-layers", help="adapter: bottom layers left as the base has them "
+                     "(no adapters; their outputs computed once): faster training."),
+    ] = 0,
     encoder_dir: EncoderDirOpt = None,
     c: Annotated[float, typer.Option("--c", help="linear: inverse L2 strength.")] = 1.0,
     dense_weight: Annotated[
@@ -121,7 +126,8 @@ def train(
         if kind == "adapter":
             from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
 
-            cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base, lr=lr)
+            cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base, lr=lr,
+                                     frozen_layers=frozen_layers)
             model = train_adapter(train_set, cfg, val_set, encoder_dir, progress=progress,
                                   cache_dir=settings_with().cache_dir)
         else:

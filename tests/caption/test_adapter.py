@@ -158,6 +158,27 @@ def test_training_is_seeded_and_the_file_round_trips(tmp_path):
     assert fast.logits(texts) == pytest.approx(a.logits(texts), abs=0.05)
 
 
+def test_frozen_bottom_layers_are_not_trained_and_not_shipped(tmp_path):
+    cfg = AdapterTrainConfig(**{**TINY.__dict__, "frozen_layers": 4, "members": 1})
+    model = train_adapter(_tiny_set(), cfg)
+    tuned = model.encoder.adapter_state()
+    assert not any(k.startswith(("emb_norm", "layers.0.", "layers.3.")) for k in tuned)
+    assert any(k.startswith("layers.4.") for k in tuned)
+    # The bottom four layers are the base's own: their states match an untouched encoder's.
+    fresh = train_adapter(_tiny_set(), AdapterTrainConfig(**{**cfg.__dict__, "epochs": 1,
+                                                             "lr": 0.0, "head_lr": 0.0}))
+    ids = fresh.tokenizer.encode(encoder_text(CAPTIONS[0])).ids
+    assert torch.allclose(model.encoder.bottom(ids), fresh.encoder.bottom(ids), atol=1e-5)
+    path = tmp_path / "frozen.safetensors"
+    model.save(path)
+    loaded = load_model_file(path.resolve())
+    assert loaded.config.frozen_layers == 4
+    texts = [*CAPTIONS, *SINCERE]
+    assert [s.sarcasm for s in loaded.score_batch(texts)] == pytest.approx(
+        [s.sarcasm for s in model.score_batch(texts)], abs=1e-6
+    )
+
+
 def test_training_that_never_leaves_chance_is_refused_with_what_to_try():
     # lr 0: the loss stays at the untrained head's, the way a diverged fine-tune does.
     stuck = AdapterTrainConfig(**{**TINY.__dict__, "epochs": 2, "lr": 0.0, "head_lr": 0.0})

@@ -64,6 +64,7 @@ class AdapterConfig:
     rank: int = 8
     alpha: float = 16.0
     max_tokens: int = 128
+    frozen_layers: int = 0  # bottom layers without adapters (files before it had none)
 
 
 @dataclass
@@ -262,7 +263,8 @@ def build_encoder(
     """`base`'s encoder with fresh adapters, over the weights in `folder`."""
     from safetensors import safe_open
 
-    encoder = SentenceEncoder(base.shape, rank=cfg.rank, alpha=cfg.alpha, dropout=dropout)
+    encoder = SentenceEncoder(base.shape, rank=cfg.rank, alpha=cfg.alpha, dropout=dropout,
+                              frozen_layers=cfg.frozen_layers)
     tables = set(embedding_tables(base.shape))
     try:
         # The frozen embedding tables stay views of the file (see SentenceEncoder.load_base).

@@ -65,6 +65,9 @@ class AdapterTrainConfig:
     dropout: float = 0.1
     calibration_share: float = 0.1
     seed: int = 13
+    #: Bottom layers left as the base has them: no adapters, no back-propagation, and their
+    #: outputs computed once per caption instead of once per epoch.
+    frozen_layers: int = 0
     base: str = "mpnet"  # a key of encoder_files.BASES
     model_id: str = ""  # "" = the base's (EncoderBase.model_id)
 
@@ -131,17 +134,30 @@ def _fit_member(
     )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     lengths = [len(x) for x in fit_ids]
+    frozen = model_cfg.frozen_layers
+    if frozen:
+        t0 = time.monotonic()
+        states = [encoder.bottom(ids) for ids in fit_ids]
+        progress(f"states of the {frozen} frozen layers: {time.monotonic() - t0:.0f} s")
     for epoch in range(cfg.epochs):
         encoder.train()
         t0, total, batches = time.monotonic(), 0.0, _batches(lengths, cfg.batch_size, rng)
         for b in batches:
             width = max(lengths[i] for i in b)
-            x = torch.zeros(len(b), width, dtype=torch.long)
             att = torch.zeros(len(b), width, dtype=torch.long)
             for row, i in enumerate(b):
-                x[row, : lengths[i]] = torch.tensor(fit_ids[i])
                 att[row, : lengths[i]] = 1
-            logit = head(encoder(x, att)).squeeze(-1)
+            if frozen:
+                x = torch.zeros(len(b), width, encoder.shape.hidden)
+                for row, i in enumerate(b):
+                    x[row, : lengths[i]] = states[i]
+                pooled = encoder.pool(encoder.run_layers(x, att, frozen), att)
+            else:
+                x = torch.zeros(len(b), width, dtype=torch.long)
+                for row, i in enumerate(b):
+                    x[row, : lengths[i]] = torch.tensor(fit_ids[i])
+                pooled = encoder(x, att)
+            logit = head(pooled).squeeze(-1)
             loss = loss_fn(logit, fit_y[b])
             opt.zero_grad()
             loss.backward()
@@ -172,7 +188,7 @@ def _soup(
     (alpha/r)·[B_1 … B_K]/K · [A_1; …; A_K], i.e. one adapter of rank K·r with alpha K·alpha."""
     n = len(members)
     cfg = AdapterConfig(rank=member_cfg.rank * n, alpha=member_cfg.alpha * n,
-                        max_tokens=member_cfg.max_tokens)
+                        max_tokens=member_cfg.max_tokens, frozen_layers=member_cfg.frozen_layers)
     encoder = build_encoder(folder, base, cfg, dropout=0.0)
     states = [state for state, _ in members]
     soup = {}
@@ -216,7 +232,8 @@ def train_adapter(
     fit_ids = [ids[i] for i in fit_idx]
     fit_y = torch.tensor(y[fit_idx], dtype=torch.float32)
 
-    member_cfg = AdapterConfig(rank=cfg.rank, alpha=cfg.alpha, max_tokens=cfg.max_tokens)
+    member_cfg = AdapterConfig(rank=cfg.rank, alpha=cfg.alpha, max_tokens=cfg.max_tokens,
+                               frozen_layers=cfg.frozen_layers)
     members, left_out = [], {}
     for k in range(cfg.members):
         t0 = time.monotonic()

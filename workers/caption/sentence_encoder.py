@@ -151,8 +151,11 @@ class SentenceEncoder(nn.Module):
 
     def __init__(
         self, shape: EncoderShape = MINILM_L6, rank: int = 8, alpha: float = 16.0,
-        dropout: float = 0.1,
+        dropout: float = 0.1, frozen_layers: int = 0,
     ) -> None:
+        """`frozen_layers`: how many bottom layers (with the embedding LayerNorm) keep the base's
+        weights, without adapters: training then never back-propagates through them, and their
+        outputs can be computed once per caption (see `bottom`)."""
         super().__init__()
         s = shape
         self.shape = s
@@ -166,7 +169,15 @@ class SentenceEncoder(nn.Module):
             self.relative_bias = nn.Embedding(s.buckets, s.heads)
             frozen.append(self.relative_bias)
         self.emb_norm = nn.LayerNorm(s.hidden, eps=s.eps)
-        self.layers = nn.ModuleList(Layer(s, rank, alpha, dropout) for _ in range(s.layers))
+        if not 0 <= frozen_layers < s.layers:
+            raise ValueError(f"frozen_layers must be in 0..{s.layers - 1}, not {frozen_layers}")
+        self.frozen_layers = frozen_layers
+        self.layers = nn.ModuleList(
+            Layer(s, rank if i >= frozen_layers else 0, alpha, dropout) for i in range(s.layers)
+        )
+        if frozen_layers:
+            self.emb_norm.requires_grad_(False)
+            self.layers[:frozen_layers].requires_grad_(False)
         self.dropout = dropout
         #: dtype of the transformer layers; the embedding tables stay float32 views of the file.
         self.compute_dtype = torch.float32
@@ -182,29 +193,54 @@ class SentenceEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Mean-pooled token states, (batch, hidden). `attention`: 1 for tokens, 0 for padding
         (padding on the right)."""
+        x = self.run_layers(self.embed(ids), attention)
+        return self.pool(x, attention)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
         pos = torch.arange(t, device=ids.device) + self.shape.first_position
         x = self.word(ids) + self.position(pos)[None]
         if self.shape.family == "bert":
             x = x + self.token_type.weight[0]
-        x = F.dropout(self.emb_norm(x), self.dropout, self.training)
+        return F.dropout(self.emb_norm(x), self.dropout, self.training)
+
+    def attention_bias(self, attention: torch.Tensor) -> torch.Tensor | None:
+        t = attention.shape[1]
         padded = not bool(attention.all())
         if self.shape.family == "bert":
             # A boolean mask only when there is padding: a single caption runs unmasked.
-            mask = attention[:, None, None, :].bool() if padded else None
-        else:
-            # MPNet: every layer adds the same learned bias for the keys' relative positions.
-            mask = self.relative_bias(_relative_buckets(t, self.shape.buckets, ids.device))
-            mask = mask.permute(2, 0, 1)[None]
-            if padded:
-                mask = mask.masked_fill(~attention[:, None, None, :].bool(), float("-inf"))
-            mask = mask.to(self.compute_dtype)
+            return attention[:, None, None, :].bool() if padded else None
+        # MPNet: every layer adds the same learned bias for the keys' relative positions.
+        mask = self.relative_bias(_relative_buckets(t, self.shape.buckets, attention.device))
+        mask = mask.permute(2, 0, 1)[None]
+        if padded:
+            mask = mask.masked_fill(~attention[:, None, None, :].bool(), float("-inf"))
+        return mask.to(self.compute_dtype)
+
+    def run_layers(self, x: torch.Tensor, attention: torch.Tensor, start: int = 0,
+                   stop: int | None = None) -> torch.Tensor:
+        """Token states after layers start..stop-1, given the states entering layer `start`."""
+        mask = self.attention_bias(attention)
         x = x.to(self.compute_dtype)
-        for layer in self.layers:
+        for layer in self.layers[start:stop]:
             x = layer(x, mask)
-        x = x.float()
+        return x.float()
+
+    @staticmethod
+    def pool(x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         m = attention[..., None].to(x.dtype)
         return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    @torch.no_grad()
+    def bottom(self, ids: list[int]) -> torch.Tensor:
+        """One caption's token states (tokens, hidden) leaving the frozen layers: fixed while
+        training (no adapters, no dropout there), so training computes them once per caption."""
+        was_training = self.training
+        self.eval()
+        x = torch.tensor([ids])
+        out = self.run_layers(self.embed(x), torch.ones_like(x), 0, self.frozen_layers)[0]
+        self.train(was_training)
+        return out
 
     # --- weights -------------------------------------------------------------------------------
     def load_base(self, state: dict[str, torch.Tensor]) -> None:
@@ -246,10 +282,10 @@ class SentenceEncoder(nn.Module):
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """What fine-tuning changed: adapters and LayerNorms (the shipped part)."""
-        return {k: v.detach().clone() for k, v in self.named_parameters() if _tuned(k)}
+        return {k: v.detach().clone() for k, v in self.named_parameters() if self._tuned(k)}
 
     def load_adapter(self, state: dict[str, torch.Tensor]) -> None:
-        expected = {k for k, _ in self.named_parameters() if _tuned(k)}
+        expected = {k for k, _ in self.named_parameters() if self._tuned(k)}
         if set(state) != expected:
             extra, lacking = sorted(set(state) - expected), sorted(expected - set(state))
             raise ValueError(f"adapter does not fit this encoder: extra {extra[:3]}, "
@@ -261,15 +297,23 @@ class SentenceEncoder(nn.Module):
                     raise ValueError(f"adapter tensor {k} has shape {tuple(v.shape)}")
                 params[k].copy_(v)
 
+    def _tuned(self, name: str) -> bool:
+        """Parameters fine-tuning changes: the adapters and the LayerNorms above the frozen
+        layers (all of them, with the embeddings', when none is frozen)."""
+        if "lora_" in name:
+            return True
+        if "norm" not in name:
+            return False
+        if name.startswith("emb_norm"):
+            return self.frozen_layers == 0
+        return int(name.split(".")[1]) >= self.frozen_layers
+
     def merge(self) -> None:
         for m in self.modules():
             if isinstance(m, LoRALinear):
                 m.merge()
 
 
-def _tuned(name: str) -> bool:
-    """Parameters fine-tuning changes: the adapters and every LayerNorm."""
-    return "lora_" in name or "norm" in name
 
 
 def _relative_buckets(t: int, buckets: int, device: torch.device, max_distance: int = 128):
