@@ -138,7 +138,7 @@ class AdapterSarcasmModel(CalibratedScorer):
     ) -> AdapterSarcasmModel:
         """`precision` "bfloat16" runs the merged layers in bfloat16 (faster where the CPU has
         bfloat16 units, half the memory), "int8" in smoothed int8 (workers/caption/quantize.py:
-        2-2.5x faster on any AVX2 CPU, a quarter of the memory); the model id then ends in
+        v3 2.8x faster on one AVX2 core, a quarter of the memory); the model id then ends in
         "-bf16" / "-int8", so their verdicts are never mixed with float32 ones."""
         from safetensors import safe_open
 
