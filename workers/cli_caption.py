@@ -178,9 +178,9 @@ PrecisionOpt = Annotated[
 def _load(model_file: Path | None, encoder_dir: Path | None, precision: str | None):
     from workers.caption import SHIPPED_MODEL_FILE, load_model_file
 
-    settings = settings_with()
+    settings = settings_with(caption_precision=precision)  # load_model_file checks the value
     return load_model_file(model_file or SHIPPED_MODEL_FILE, encoder_dir, settings.cache_dir,
-                           precision or settings.caption_precision)
+                           settings.caption_precision)
 
 
 @app.command("score")
