@@ -4,8 +4,10 @@
 
 Measures the shipped v3 (MPNet adapter, default) and v2 (MiniLM adapter) at each --precision
 (default float32 and int8), and v1 (linear), unless --model names one file; prints each one's
-ratio to the 2,000 captions/s target and to v1 measured in the same run. The load time of v3
-excludes the one-time unpacking of its base weights into the cache (done before timing).
+ratio to the 2,000 captions/s target and to v1 measured in the same run, and the peak and
+resident memory of a fresh process loading it, against one that only imports torch. The load
+time of v3 excludes the one-time unpacking of its base weights into the cache (done before
+timing).
 Captions come from the irony validation split when it is present, else a built-in mix of short
 and long captions. Threads are pinned to 1 before numpy/torch load (env vars + threadpoolctl +
 torch.set_num_threads).
@@ -20,6 +22,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -33,6 +37,32 @@ FALLBACK = [
     "RT @user: Proud to serve our community https://t.co/abc",
     "Thank you to everyone who came to the food drive today. We collected 500 cans.",
 ] * 200
+
+
+#: Run in a fresh process: load one model (or none, for the baseline) and print the process's
+#: peak and final resident memory in MB (Linux: /proc/self/status).
+_MEMORY_CHILD = """
+import sys
+from pathlib import Path
+import torch
+if sys.argv[1] != "-":
+    from workers.caption import load_model_file
+    load_model_file(Path(sys.argv[1]), precision=sys.argv[2])
+st = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(int(st["VmHWM"].split()[0]) // 1024, int(st["VmRSS"].split()[0]) // 1024)
+"""
+
+
+def _load_memory(path: Path | None, precision: str) -> tuple[int, int]:
+    """(peak, resident after load) in MB of a process that imports torch and loads `path`."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(path) if path else "-",
+         precision if precision != "-" else "float32"],
+        cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, check=True,
+    )
+    peak, resident = done.stdout.split()
+    return int(peak), int(resident)
 
 
 def _measure(path: Path, texts: list[str], repeat: int, precision: str) -> dict:
@@ -53,6 +83,7 @@ def _measure(path: Path, texts: list[str], repeat: int, precision: str) -> dict:
         "model": model.model_id,
         "size_mb": path.stat().st_size / 1e6,
         "load_s": t_load,
+        "memory": _load_memory(path.resolve(), precision),
         "rate": statistics.median(rates),
         "min": min(rates),
         "max": max(rates),
@@ -94,9 +125,14 @@ def main() -> None:
     mean_chars = statistics.mean(map(len, texts))
     print(f"captions       {len(texts)} from {source}, mean {mean_chars:.0f} chars, one core")
     baseline = results[-1]["rate"]
+    torch_peak, _ = _load_memory(None, "-")
+    print(f"memory         a process that only imports torch peaks at {torch_peak:,} MB")
     for r in results:
         print(f"model          {r['model']} ({r['size_mb']:.1f} MB file)")
         print(f"  load         {r['load_s'] * 1000:.0f} ms (first load in this process)")
+        peak, resident = r["memory"]
+        print(f"  memory       loading peaks at {peak:,} MB (+{peak - torch_peak:,} over torch), "
+              f"{resident:,} MB resident after (a fresh process each)")
         print(f"  throughput   {r['rate']:,.0f} captions/s (median of {args.repeat}; "
               f"min {r['min']:,.0f}, max {r['max']:,.0f})")
         print(f"  vs target    {r['rate'] / 2000:.2f} x the 2,000 captions/s target; "

@@ -22,6 +22,7 @@ from workers.caption.encoder_files import (
     MPNET,
     TOKENIZER,
     WEIGHTS,
+    FileTensors,
     base_dir,
     load_tokenizer,
 )
@@ -80,6 +81,24 @@ def test_our_encoder_matches_sentence_transformers_on_the_packaged_weights(monke
             rows.append(ours(ids, torch.ones_like(ids)))
     got = torch.nn.functional.normalize(torch.cat(rows), dim=-1)
     assert torch.allclose(got, reference.cpu(), atol=1e-5)
+
+
+def test_base_weights_are_read_tensor_by_tensor_as_safetensors_has_them(tmp_path):
+    """Loading reads the base file one tensor at a time (the loading peak holds the layers
+    once, not twice): every tensor equals what the safetensors library reads, and a cut-off
+    file is a clear error, not garbage weights."""
+    from safetensors.torch import load_file
+
+    path = base_dir(MINILM) / WEIGHTS
+    reference = load_file(str(path))
+    lazy = FileTensors(path, {})
+    assert set(lazy) == set(reference) and len(lazy) == len(reference)
+    for name, tensor in reference.items():
+        assert torch.equal(lazy[name], tensor), name
+    cut = tmp_path / WEIGHTS
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        [FileTensors(cut, {})[name] for name in reference]
 
 
 def test_our_mpnet_matches_transformers_on_the_packaged_weights(caption_encoder_cache):

@@ -29,6 +29,7 @@ from workers.caption import ADAPTER_FORMAT as FORMAT
 from workers.caption.encoder_files import (
     WEIGHTS,
     EncoderBase,
+    FileTensors,
     base_dir,
     base_named,
     load_tokenizer,
@@ -261,17 +262,14 @@ def build_encoder(
     folder: Path, base: EncoderBase, cfg: AdapterConfig, dropout: float
 ) -> SentenceEncoder:
     """`base`'s encoder with fresh adapters, over the weights in `folder`."""
-    from safetensors import safe_open
 
     encoder = SentenceEncoder(base.shape, rank=cfg.rank, alpha=cfg.alpha, dropout=dropout,
                               frozen_layers=cfg.frozen_layers)
     tables = set(embedding_tables(base.shape))
     try:
-        # The frozen embedding tables stay views of the file (see SentenceEncoder.load_base).
-        state = mapped_tensors(folder / WEIGHTS, tables)
-        with safe_open(str(folder / WEIGHTS), framework="pt") as f:
-            state |= {k: f.get_tensor(k) for k in f.keys() if k not in tables}  # noqa: SIM118
-        encoder.load_base(state)
+        # The frozen embedding tables stay views of the file (see SentenceEncoder.load_base);
+        # the rest is read tensor by tensor as it is copied in.
+        encoder.load_base(FileTensors(folder / WEIGHTS, mapped_tensors(folder / WEIGHTS, tables)))
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"{folder / WEIGHTS} is not a {base.name} checkpoint: {exc}") from exc
     return encoder

@@ -28,6 +28,7 @@ import mmap
 import os
 import struct
 import zipfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,53 @@ def load_tokenizer(folder: Path, max_tokens: int):
     return tok
 
 
-_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+           "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+           "BOOL": "bool"}
+
+
+def _header(f: Any) -> tuple[int, dict[str, Any]]:
+    (header_len,) = struct.unpack("<Q", f.read(8))
+    return 8 + header_len, json.loads(f.read(header_len))
+
+
+class FileTensors(Mapping):
+    """The tensors of a safetensors file, each read from the file only when asked for, except
+    `views` (e.g. from `mapped_tensors`), served as they are. Loading a module copies one tensor at
+    a time from here, so the checkpoint is never in memory beside the module's own copy: with
+    all of it read first (or memory-mapped, whose touched pages count as resident too) v3's
+    loading held its 340 MB of layers twice."""
+
+    def __init__(self, path: Path, views: dict[str, Any]) -> None:
+        self._path, self._views = path, views
+        with path.open("rb") as f:
+            self._data_start, header = _header(f)
+        header.pop("__metadata__", None)
+        self._entries = header
+
+    def __getitem__(self, name: str) -> Any:
+        import torch
+
+        if name in self._views:
+            return self._views[name]
+        entry = self._entries[name]
+        start, end = entry["data_offsets"]
+        buf = bytearray(end - start)
+        with self._path.open("rb") as f:
+            f.seek(self._data_start + start)
+            if f.readinto(buf) != len(buf):
+                raise ValueError(f"{self._path} is truncated (tensor {name})")
+        dtype = getattr(torch, _DTYPES[entry["dtype"]])
+        return torch.frombuffer(buf, dtype=dtype).view(entry["shape"])
+
+    def __contains__(self, name: object) -> bool:  # without reading the tensor
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def mapped_tensors(path: Path, names: set[str]) -> dict[str, Any]:
@@ -267,8 +314,7 @@ def mapped_tensors(path: Path, names: set[str]) -> dict[str, Any]:
     import torch
 
     with path.open("rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
+        data_start, header = _header(f)
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     out = {}
     for name in names:
@@ -276,6 +322,6 @@ def mapped_tensors(path: Path, names: set[str]) -> dict[str, Any]:
         dtype = getattr(torch, _DTYPES[entry["dtype"]])
         start, end = entry["data_offsets"]
         t = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // dtype.itemsize,
-                             offset=8 + header_len + start)
+                             offset=data_start + start)
         out[name] = t.view(entry["shape"])
     return out
