@@ -146,9 +146,11 @@ def train(
     size_mb = out_file.stat().st_size / 1e6
     out.print(f"wrote {out_file} ({size_mb:.1f} MB), model id {model.model_id}")
     if val_set is not None:
-        from workers.caption.metrics import EvalFigures
+        from workers.caption.metrics import VALIDATED_PRECISIONS, EvalFigures, validation_key
 
-        for key, title in (("validation", "validation"), ("validation_int8", "validation, int8")):
+        for precision in VALIDATED_PRECISIONS:
+            key = validation_key(precision)
+            title = "validation" if precision == "float32" else f"validation, {precision}"
             if key in model.metadata:
                 v = dict(model.metadata[key])
                 v.pop("source")

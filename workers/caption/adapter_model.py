@@ -37,6 +37,7 @@ from workers.caption.encoder_files import (
     weights_sha256,
 )
 from workers.caption.features import normalise
+from workers.caption.metrics import validation_key
 from workers.caption.model import CalibratedScorer
 from workers.caption.sentence_encoder import SentenceEncoder, embedding_tables
 from workers.errors import ConfigError
@@ -209,8 +210,7 @@ class AdapterSarcasmModel(CalibratedScorer):
     def documented_validation(self) -> dict[str, Any] | None:
         """The validation figures stored at training time for the precision this model runs in
         (None when there are none, e.g. bfloat16)."""
-        key = "validation" if self.precision == "float32" else f"validation_{self.precision}"
-        return self.metadata.get(key)
+        return self.metadata.get(validation_key(self.precision))
 
     def use_precision(self, precision: str) -> None:
         """Switch the float32 model as loaded or trained to `precision` (in place, once)."""

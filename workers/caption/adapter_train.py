@@ -45,7 +45,7 @@ from workers.caption.encoder_files import (
     load_tokenizer,
     weights_sha256,
 )
-from workers.caption.metrics import evaluate
+from workers.caption.metrics import VALIDATED_PRECISIONS, evaluate, validation_key
 from workers.caption.quantize import RANGE_CAPTIONS, activation_ranges
 from workers.caption.sentence_encoder import SentenceEncoder
 
@@ -289,14 +289,16 @@ def train_adapter(
         "config": asdict(cfg),
     }
     if val is not None:
-        progress(f"validation on {len(val)} captions")
-        figures = evaluate(val.labels, [s.sarcasm for s in model.score_batch(val.texts)])
-        model.metadata["validation"] = {"source": Path(val.source).name, **figures.as_dict()}
         # The same file run in int8 (the default precision) has figures of its own.
-        int8 = replace(model, encoder=copy.deepcopy(model.encoder))
-        int8.use_precision("int8")
-        figures = evaluate(val.labels, [s.sarcasm for s in int8.score_batch(val.texts)])
-        model.metadata["validation_int8"] = {"source": Path(val.source).name, **figures.as_dict()}
+        for precision in VALIDATED_PRECISIONS:
+            progress(f"validation on {len(val)} captions, {precision}")
+            run = model
+            if precision != "float32":  # a copy: `model` itself stays float32
+                run = replace(model, encoder=copy.deepcopy(model.encoder))
+                run.use_precision(precision)
+            figures = evaluate(val.labels, [s.sarcasm for s in run.score_batch(val.texts)])
+            model.metadata[validation_key(precision)] = {"source": Path(val.source).name,
+                                                         **figures.as_dict()}
     return model
 
 

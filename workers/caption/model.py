@@ -31,6 +31,7 @@ from workers.caption.features import (
     sentiment_parts,
     terms,
 )
+from workers.caption.metrics import validation_key
 from workers.domain import CaptionScores
 from workers.errors import ConfigError
 
@@ -58,7 +59,7 @@ class CalibratedScorer:
 
     def documented_validation(self) -> dict | None:
         """The validation figures stored with the model at training time, if any."""
-        return self.metadata.get("validation")
+        return self.metadata.get(validation_key("float32"))
 
     def probability(self, text: str, vader: dict[str, float] | None = None) -> float:
         """Calibrated probability that the caption is ironic/sarcastic."""

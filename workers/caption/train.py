@@ -18,7 +18,7 @@ import numpy as np
 
 from workers.caption.data import LabelledCaptions
 from workers.caption.features import DENSE_NAMES, dense_features, terms
-from workers.caption.metrics import evaluate
+from workers.caption.metrics import evaluate, validation_key
 from workers.caption.model import SarcasmModel
 
 
@@ -143,5 +143,6 @@ def train(
     if val is not None:
         progress(f"validation on {len(val)} captions")
         figures = evaluate(val.labels, [model.score_one(t).sarcasm for t in val.texts])
-        model.metadata["validation"] = {"source": Path(val.source).name, **figures.as_dict()}
+        model.metadata[validation_key("float32")] = {"source": Path(val.source).name,
+                                                     **figures.as_dict()}
     return model
