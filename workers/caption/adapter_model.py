@@ -140,7 +140,7 @@ class AdapterSarcasmModel(CalibratedScorer):
     ) -> AdapterSarcasmModel:
         """`precision` "bfloat16" runs the merged layers in bfloat16 (faster where the CPU has
         bfloat16 units, half the memory), "int8" in smoothed int8 (workers/caption/quantize.py:
-        v3 2.8x faster on one AVX2 core, a quarter of the memory); the model id then ends in
+        v3 2.8-3.9x faster on one core, a quarter of the memory); the model id then ends in
         "-bf16" / "-int8", so their verdicts are never mixed with float32 ones."""
         from safetensors import safe_open
 
