@@ -262,7 +262,6 @@ def build_encoder(
     folder: Path, base: EncoderBase, cfg: AdapterConfig, dropout: float
 ) -> SentenceEncoder:
     """`base`'s encoder with fresh adapters, over the weights in `folder`."""
-
     encoder = SentenceEncoder(base.shape, rank=cfg.rank, alpha=cfg.alpha, dropout=dropout,
                               frozen_layers=cfg.frozen_layers)
     tables = set(embedding_tables(base.shape))
