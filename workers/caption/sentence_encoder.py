@@ -20,6 +20,7 @@ adapters are merged into the base matrices once, so scoring costs exactly the ba
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -243,7 +244,7 @@ class SentenceEncoder(nn.Module):
         return out
 
     # --- weights -------------------------------------------------------------------------------
-    def load_base(self, state: dict[str, torch.Tensor]) -> None:
+    def load_base(self, state: Mapping[str, torch.Tensor]) -> None:
         """Copy a Hugging Face BertModel / MPNetModel state dict into this module (strict: every
         tensor this module has must be there, with its shape)."""
         tables = embedding_tables(self.shape)
@@ -312,8 +313,6 @@ class SentenceEncoder(nn.Module):
         for m in self.modules():
             if isinstance(m, LoRALinear):
                 m.merge()
-
-
 
 
 def _relative_buckets(t: int, buckets: int, device: torch.device, max_distance: int = 128):
