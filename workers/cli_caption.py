@@ -89,7 +89,7 @@ def train(
     frozen_layers: Annotated[
         int,
         typer.Option("--frozen-layers", help="adapter: bottom layers left as the base has them "
-                     "(no adapters; their outputs computed once). 6 trains a v3 member 1.5x "
+                     "(no adapters; their outputs computed once). 6 trains v3 1.5x "
                      "faster with the same validation figures (model card)."),
     ] = 0,
     encoder_dir: EncoderDirOpt = None,

@@ -187,7 +187,14 @@ def test_frozen_bottom_layers_are_not_trained_and_not_shipped(tmp_path):
     fresh = train_adapter(_tiny_set(), AdapterTrainConfig(**{**cfg.__dict__, "epochs": 1,
                                                              "lr": 0.0, "head_lr": 0.0}))
     ids = fresh.tokenizer.encode(encoder_text(CAPTIONS[0])).ids
-    assert torch.allclose(model.encoder.bottom(ids), fresh.encoder.bottom(ids), atol=1e-5)
+    assert torch.allclose(model.encoder.bottom([ids])[0], fresh.encoder.bottom([ids])[0],
+                          atol=1e-5)
+    # Computed in padded batches, each caption's states are its own, as if run alone.
+    many = [fresh.tokenizer.encode(encoder_text(t)).ids for t in [*CAPTIONS, *SINCERE]]
+    batched = fresh.encoder.bottom(many, batch_size=4)
+    assert [tuple(s.shape) for s in batched] == [(len(i), 384) for i in many]
+    for ids, state in zip(many, batched, strict=True):
+        assert torch.allclose(state, fresh.encoder.bottom([ids])[0], atol=1e-5)
     path = tmp_path / "frozen.safetensors"
     model.save(path)
     loaded = load_model_file(path.resolve())

@@ -137,7 +137,7 @@ def _fit_member(
     frozen = model_cfg.frozen_layers
     if frozen:
         t0 = time.monotonic()
-        states = [encoder.bottom(ids) for ids in fit_ids]
+        states = encoder.bottom(fit_ids)
         progress(f"states of the {frozen} frozen layers: {time.monotonic() - t0:.0f} s")
     for epoch in range(cfg.epochs):
         encoder.train()

@@ -233,13 +233,26 @@ class SentenceEncoder(nn.Module):
         return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     @torch.no_grad()
-    def bottom(self, ids: list[int]) -> torch.Tensor:
-        """One caption's token states (tokens, hidden) leaving the frozen layers: fixed while
-        training (no adapters, no dropout there), so training computes them once per caption."""
+    def bottom(self, captions: list[list[int]], batch_size: int = 32) -> list[torch.Tensor]:
+        """Each caption's token states (tokens, hidden) leaving the frozen layers: fixed while
+        training (no adapters, no dropout there), so training computes them once per caption.
+        Run in padded batches of similar length: on 2 cores a single caption's small matrices
+        keep the second core idle. Padding moves a state by ~1e-6 (summation order), which only
+        training sees; scoring never uses this."""
         was_training = self.training
         self.eval()
-        x = torch.tensor([ids])
-        out = self.run_layers(self.embed(x), torch.ones_like(x), 0, self.frozen_layers)[0]
+        out: list[torch.Tensor] = [torch.empty(0)] * len(captions)
+        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids = torch.zeros(len(rows), len(captions[rows[-1]]), dtype=torch.long)
+            att = torch.zeros_like(ids)
+            for r, i in enumerate(rows):
+                ids[r, : len(captions[i])] = torch.tensor(captions[i])
+                att[r, : len(captions[i])] = 1
+            x = self.run_layers(self.embed(ids), att, 0, self.frozen_layers)
+            for r, i in enumerate(rows):
+                out[i] = x[r, : len(captions[i])].clone()
         self.train(was_training)
         return out
 
