@@ -47,7 +47,7 @@ from workers.caption.encoder_files import (
 )
 from workers.caption.metrics import VALIDATED_PRECISIONS, evaluate, validation_key
 from workers.caption.quantize import RANGE_CAPTIONS, activation_ranges
-from workers.caption.sentence_encoder import SentenceEncoder
+from workers.caption.sentence_encoder import SentenceEncoder, padded
 
 
 @dataclass(frozen=True)
@@ -143,20 +143,14 @@ def _fit_member(
         encoder.train()
         t0, total, batches = time.monotonic(), 0.0, _batches(lengths, cfg.batch_size, rng)
         for b in batches:
-            width = max(lengths[i] for i in b)
-            att = torch.zeros(len(b), width, dtype=torch.long)
-            for row, i in enumerate(b):
-                att[row, : lengths[i]] = 1
+            ids, att = padded([fit_ids[i] for i in b])
             if frozen:
-                x = torch.zeros(len(b), width, encoder.shape.hidden)
+                x = torch.zeros(*att.shape, encoder.shape.hidden)
                 for row, i in enumerate(b):
                     x[row, : lengths[i]] = states[i]
                 pooled = encoder.pool(encoder.run_layers(x, att, frozen), att)
             else:
-                x = torch.zeros(len(b), width, dtype=torch.long)
-                for row, i in enumerate(b):
-                    x[row, : lengths[i]] = torch.tensor(fit_ids[i])
-                pooled = encoder(x, att)
+                pooled = encoder(ids, att)
             logit = head(pooled).squeeze(-1)
             loss = loss_fn(logit, fit_y[b])
             opt.zero_grad()

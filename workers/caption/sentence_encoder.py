@@ -245,11 +245,7 @@ class SentenceEncoder(nn.Module):
         order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids = torch.zeros(len(rows), len(captions[rows[-1]]), dtype=torch.long)
-            att = torch.zeros_like(ids)
-            for r, i in enumerate(rows):
-                ids[r, : len(captions[i])] = torch.tensor(captions[i])
-                att[r, : len(captions[i])] = 1
+            ids, att = padded([captions[i] for i in rows])
             x = self.run_layers(self.embed(ids), att, 0, self.frozen_layers)
             for r, i in enumerate(rows):
                 out[i] = x[r, : len(captions[i])].clone()
@@ -326,6 +322,17 @@ class SentenceEncoder(nn.Module):
         for m in self.modules():
             if isinstance(m, LoRALinear):
                 m.merge()
+
+
+def padded(captions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded on the right into one (batch, longest) tensor, with its attention mask
+    (1 for tokens, 0 for padding), as `SentenceEncoder.forward` takes them."""
+    ids = torch.zeros(len(captions), max(map(len, captions)), dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for row, caption in enumerate(captions):
+        ids[row, : len(caption)] = torch.tensor(caption)
+        att[row, : len(caption)] = 1
+    return ids, att
 
 
 def _relative_buckets(t: int, buckets: int, device: torch.device, max_distance: int = 128):
