@@ -11,7 +11,7 @@ from celery import Celery
 from service.ratelimit import RateLimiter
 from workers.config import Settings
 from workers.media.decode import DecodeLimits
-from workers.media.fetch import FetchPolicy
+from workers.net.guard import FetchPolicy
 from workers.queue import Publisher
 from workers.store import Database, open_database
 from workers.store.blobs import BlobStore

@@ -43,9 +43,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workers.config import Settings
 from workers.errors import BackfireError, UsageError
-from workers.media import http_post
-from workers.media.fetch import FetchPolicy, check_url
-from workers.media.http_post import PostOutcome
+from workers.net import post as http_post
+from workers.net.guard import FetchPolicy, check_url
+from workers.net.post import PostOutcome
 from workers.store import Database, open_database
 from workers.store import alerts as store
 from workers.store.models import AlertDeliveryRow, AlertRuleRow

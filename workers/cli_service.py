@@ -192,8 +192,8 @@ def score_via_queue(
 
     from workers.celery_app import create_app
     from workers.media.decode import DecodeLimits, check_image
-    from workers.media.fetch import FetchPolicy
     from workers.media.source import read_media
+    from workers.net.guard import FetchPolicy
     from workers.queue import Publisher
     from workers.sources import ReadProblem, open_reader
     from workers.store import open_database

@@ -22,8 +22,8 @@ from workers.pipeline import Pipeline, Prepared, sha256_hex
 from workers.sources import ReadProblem, Record
 
 if TYPE_CHECKING:
-    from workers.media.fetch import FetchPolicy
     from workers.media.fetcher import MediaFetcher
+    from workers.net.guard import FetchPolicy
 
 
 @dataclass

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from workers.config import Settings
 from workers.errors import UsageError
-from workers.media.fetch import FetchPolicy
+from workers.net.guard import FetchPolicy
 from workers.runner import Runner, RunStats
 from workers.sources import ReadProblem, open_reader
 from workers.writers import JsonlWriter, done_post_ids, open_writer, out_format_for

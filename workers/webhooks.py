@@ -3,7 +3,7 @@
 Signature header: `Backfire-Signature: t=<unix seconds>,v1=<hex hmac(secret, "<t>.<body>")>`.
 Receivers recompute it over the raw body and reject old timestamps (replays). The URL is vetted
 again before each attempt (SSRF), the POST goes to the vetted address itself (no second DNS
-lookup, so no DNS rebinding), and redirects are not followed: `workers.media.http_post`.
+lookup, so no DNS rebinding), and redirects are not followed: `workers.net.post`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 import time
 
 from workers.config import Settings
-from workers.media.fetch import FetchPolicy
-from workers.media.http_post import PostOutcome, post_json
+from workers.net.guard import FetchPolicy
+from workers.net.post import PostOutcome, post_json
 from workers.store.posts import PostView
 from workers.store.views import post_resource
 

@@ -25,7 +25,8 @@ from service.schemas import (
 )
 from workers.errors import InvalidRequest, UnsupportedMediaType
 from workers.media.decode import check_image
-from workers.media.fetch import check_url, fetch_url
+from workers.net.fetch import fetch_url
+from workers.net.guard import check_url
 from workers.store import posts as repo
 from workers.store.views import post_resource
 

@@ -9,7 +9,8 @@ import pytest
 
 from workers.config import Settings
 from workers.errors import BlockedAddress, FetchError, FetchHTTPError, FetchTimeout, FetchTooLarge
-from workers.media.fetch import FetchPolicy, check_url, fetch_url
+from workers.net.fetch import fetch_url
+from workers.net.guard import FetchPolicy, check_url
 
 ALLOW = FetchPolicy(max_bytes=100_000, timeout_s=5.0, allow_private_network=True)
 STRICT = FetchPolicy(max_bytes=100_000, timeout_s=5.0)

@@ -23,8 +23,8 @@ from tests.quiet_http import QuietHTTPServer
 from workers.config import Settings
 from workers.domain import Post
 from workers.errors import FetchHTTPError
-from workers.media.fetch import FetchPolicy
 from workers.media.fetcher import FetcherConfig, MediaCache, MediaFetcher, parse_retry_after
+from workers.net.guard import FetchPolicy
 from workers.pipeline import Pipeline
 from workers.runner import Runner
 

@@ -11,7 +11,7 @@ from tests.conftest import BLUE, GREEN, GREY, RED, image_bytes
 from tests.fakes import ColourSceneEncoder
 from workers.config import Settings
 from workers.domain import Post
-from workers.media.fetch import FetchPolicy
+from workers.net.guard import FetchPolicy
 from workers.pipeline import Pipeline
 from workers.runner import Runner
 from workers.sources import open_reader

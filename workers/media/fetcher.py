@@ -1,6 +1,6 @@
 """Fetching media at scale: many URLs at once, politely, with retries and an on-disk cache.
 
-`fetch_url` (workers.media.fetch) fetches one URL safely. A 100,000-post export needs more:
+`fetch_url` (workers.net.fetch) fetches one URL safely. A 100,000-post export needs more:
 * bounded concurrency (a thread pool sized for a laptop) so downloads hide behind the model;
 * a per-host limit, because one export usually points at one or two CDNs;
 * retries with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections,
@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from workers.errors import FetchError, FetchHTTPError, FetchTimeout, MediaError
-from workers.media.fetch import Fetched, FetchPolicy, fetch_url
 from workers.media.source import is_url, read_media
+from workers.net.fetch import Fetched, fetch_url
+from workers.net.guard import FetchPolicy
 
 if TYPE_CHECKING:
     from workers.config import Settings

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from workers.errors import FetchTooLarge, MediaNotFound
 
 if TYPE_CHECKING:
-    from workers.media.fetch import FetchPolicy
+    from workers.net.guard import FetchPolicy
 
 
 def is_url(ref: str) -> bool:
@@ -20,7 +20,7 @@ def read_media(ref: str | None, policy: FetchPolicy) -> bytes:
     if not ref:
         raise MediaNotFound("The post has no image.")
     if is_url(ref):
-        from workers.media.fetch import fetch_url
+        from workers.net.fetch import fetch_url
 
         return fetch_url(ref, policy).data
     path = Path(ref)

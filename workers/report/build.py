@@ -14,7 +14,7 @@ from typing import Any
 
 from workers.config import Settings, get_settings
 from workers.errors import BackfireError
-from workers.media.fetch import FetchPolicy
+from workers.net.guard import FetchPolicy
 from workers.report.data import ReportModel, build_model, image_key
 from workers.report.images import (
     ImageLoader,

@@ -19,8 +19,8 @@ from PIL import Image
 
 from workers.errors import BackfireError
 from workers.media.decode import DecodeLimits, decode_image
-from workers.media.fetch import FetchPolicy
 from workers.media.source import is_url, read_media
+from workers.net.guard import FetchPolicy
 
 THUMB_SIDE = 160
 THUMB_QUALITY = 68

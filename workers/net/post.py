@@ -1,10 +1,10 @@
 """POST a JSON body to a URL someone else chose (webhooks, alert rules), as hostile as a fetch.
 
-Uses the fetcher's defences (`workers.media.fetch`): the host is resolved once, every address
-is vetted, and the socket connects to a vetted address itself, so DNS rebinding cannot swap in
-a private address between the check and the request (an HTTP client that resolves again, like
-httpx, would allow that). Redirects are not followed; the whole exchange has one deadline.
-Standard library only, like the fetcher.
+Through the SSRF guard (`workers.net.guard`), like a fetch: the host is resolved once, every
+address is vetted, and the socket connects to a vetted address itself, so DNS rebinding cannot
+swap in a private address between the check and the request (an HTTP client that resolves
+again, like httpx, would allow that). Redirects are not followed; the whole exchange has one
+deadline. Standard library only, like the guard.
 """
 
 from __future__ import annotations
@@ -15,16 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workers.errors import FetchError
-
-# Package-internal helpers of the fetcher: one implementation of vetting and pinning.
-from workers.media.fetch import (
-    FetchPolicy,
-    _PinnedHTTPConnection,
-    _PinnedHTTPSConnection,
-    _ssl_context,
-    _vet,
-    _Watchdog,
-)
+from workers.net.guard import FetchPolicy, Watchdog, pinned_connection, vet
 
 __all__ = ["PostOutcome", "post_json"]
 
@@ -50,22 +41,18 @@ def post_json(
 ) -> PostOutcome:
     """One POST of `body` (already-encoded JSON, so a signature over it stays valid) to `url`."""
     try:
-        target = _vet(url, policy)
+        target = vet(url, policy)
     except FetchError as e:
         return PostOutcome(False, error=e.message, retry=False)
     timeout = policy.timeout_s if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout
-    conn: http.client.HTTPConnection = (
-        _PinnedHTTPSConnection(target, timeout, _ssl_context())
-        if target.scheme == "https"
-        else _PinnedHTTPConnection(target, timeout)
-    )
+    conn = pinned_connection(target, timeout)
     sent = {"Content-Type": "application/json", "User-Agent": policy.user_agent, **headers}
-    dog: _Watchdog | None = None
+    dog: Watchdog | None = None
     try:
         conn.connect()
         assert conn.sock is not None
-        with _Watchdog(conn.sock, deadline) as dog:
+        with Watchdog(conn.sock, deadline) as dog:
             conn.request("POST", target.request_target, body=body, headers=sent)
             answer = conn.getresponse()
             answer.read(_MAX_ANSWER_BYTES)

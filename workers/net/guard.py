@@ -1,16 +1,16 @@
-"""Fetch an image URL as hostile input (design decision 8).
+"""The SSRF guard: where a request to a URL someone else chose may go (design decision 8).
 
-A post's image URL is chosen by whoever posted it, so a naive fetch is a server-side request
-forgery: `http://169.254.169.254/...` reads cloud credentials, `http://127.0.0.1:6379/` talks to
-Redis, a public host can redirect to either, and a DNS name can resolve to a public address
-when checked and a private one when connected to (DNS rebinding). Hence:
+A URL in a post, a webhook or an alert rule is chosen by whoever sent it, so a naive request is
+a server-side request forgery: `http://169.254.169.254/...` reads cloud credentials,
+`http://127.0.0.1:6379/` talks to Redis, a public host can redirect to either, and a DNS name
+can resolve to a public address when checked and a private one when connected to (DNS
+rebinding). Hence, for every request made here (`net.fetch` GETs, `net.post` POSTs):
 
 * only http and https, no credentials in the URL;
-* the host is resolved once, every resolved address is vetted, and the connection goes to a
-  vetted address itself (never a second lookup), with the original Host header and, for https,
-  SNI and certificate verification for the original host name;
-* redirects are followed by hand and every hop goes through the same checks;
-* bytes are capped while streaming and the whole download has one deadline.
+* the host is resolved once, every resolved address is vetted (`vet`), and the connection goes
+  to a vetted address itself (`pinned_connection`, never a second lookup), with the original
+  Host header and, for https, SNI and certificate verification for the original host name;
+* one deadline for the whole exchange (`Watchdog`), not one per socket read.
 
 Only the standard library is used so the API process can import this without heavy deps.
 """
@@ -27,19 +27,15 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, quote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
-from workers.errors import BlockedAddress, FetchError, FetchHTTPError, FetchTimeout, FetchTooLarge
+from workers.errors import BlockedAddress, FetchError
 
 if TYPE_CHECKING:
     from workers.config import Settings
 
-__all__ = ["FetchPolicy", "Fetched", "check_url", "fetch_url"]
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Instance metadata services answer on these without authentication.
@@ -83,14 +79,6 @@ class FetchPolicy:
             _normalise_host(h) for h in self.private_hosts
         }
 
-
-@dataclass(frozen=True)
-class Fetched:
-    url: str
-    #: Where the bytes came from after redirects.
-    final_url: str
-    data: bytes
-    content_type: str | None
 
 
 # --- address vetting -------------------------------------------------------------------------
@@ -142,7 +130,7 @@ def _normalise_host(host: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """One vetted hop: where to connect and what to say to the server."""
 
     url: str
@@ -191,7 +179,7 @@ def _resolve(url: str, host: str, port: int) -> list[tuple[int, Any]]:
     return addresses
 
 
-def _vet(url: str, policy: FetchPolicy) -> _Target:
+def vet(url: str, policy: FetchPolicy) -> Target:
     parts, host, port = _parse(url)
     addresses = _resolve(url, host, port)
     if not policy.allows_private(host):
@@ -208,7 +196,7 @@ def _vet(url: str, policy: FetchPolicy) -> _Target:
     target = f"{path}?{parts.query}" if parts.query else path
     # Spaces and control characters are not allowed on the request line; keep existing escapes.
     target = quote(target, safe="/%?&=:@!$'()*+,;~-._")
-    return _Target(url, parts.scheme.lower(), host, port, target, tuple(addresses))
+    return Target(url, parts.scheme.lower(), host, port, target, tuple(addresses))
 
 
 def check_url(url: str, policy: FetchPolicy) -> None:
@@ -217,7 +205,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     For validating URLs given to us before anything is fetched from them (e.g. webhook callbacks).
     Connection-time checks still apply when the URL is actually used: call `fetch_url` for that.
     """
-    _vet(url, policy)
+    vet(url, policy)
 
 
 # --- connections pinned to the vetted addresses -------------------------------------------------
@@ -237,10 +225,10 @@ def _connect_pinned(addresses: tuple[tuple[int, Any], ...], timeout: float) -> s
     raise last
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
+class PinnedHTTPConnection(http.client.HTTPConnection):
     """HTTPConnection that connects to vetted addresses instead of resolving `host` again."""
 
-    def __init__(self, target: _Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
         self._addresses = target.addresses
 
@@ -249,10 +237,10 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a vetted address, with SNI and certificate checks for the original host name."""
 
-    def __init__(self, target: _Target, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(self, target: Target, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(target.host, target.port, timeout=timeout, context=context)
         self._addresses = target.addresses
         self._ssl_context = context
@@ -266,7 +254,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
-class _Watchdog:
+class Watchdog:
     """Shut the socket down at the deadline.
 
     Socket timeouts bound each recv, not the whole response: a server dripping one header byte at
@@ -287,7 +275,7 @@ class _Watchdog:
             # another thread is reading through.
             socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
 
-    def __enter__(self) -> _Watchdog:
+    def __enter__(self) -> Watchdog:
         self._timer.start()
         return self
 
@@ -295,155 +283,15 @@ class _Watchdog:
         self._timer.cancel()
 
 
-# --- fetching ----------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     # Loading the CA store costs milliseconds; one verifying context serves every thread.
     return ssl.create_default_context()
 
 
-def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
-    """Download `url` under `policy`, or raise a FetchError subclass that says why not."""
-    deadline = time.monotonic() + policy.timeout_s
-    context = _ssl_context()
-    current = url
-    for hop in range(policy.max_redirects + 1):
-        try:
-            target = _vet(current, policy)
-        except FetchError as exc:
-            if hop == 0:
-                raise
-            # The hop's own message already names the hop URL and the reason.
-            raise type(exc)(f"{url}: redirect to {exc.message}") from exc
-        result = _fetch_once(url, target, policy, deadline, context)
-        if isinstance(result, Fetched):
-            return result
-        current = result
-    raise FetchError(
-        f"{url}: too many redirects (more than {policy.max_redirects}); last one pointed to "
-        f"{current}"
-    )
 
-
-def _timeout(url: str, policy: FetchPolicy) -> FetchTimeout:
-    return FetchTimeout(f"{url}: timed out: not downloaded within {policy.timeout_s:g} s")
-
-
-def _fetch_once(
-    url: str, target: _Target, policy: FetchPolicy, deadline: float, context: ssl.SSLContext
-) -> Fetched | str:
-    """One request: the Fetched result, or the absolute URL a redirect points to."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _timeout(url, policy)
-    conn: http.client.HTTPConnection
+def pinned_connection(target: Target, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP(S) connection to `target`'s vetted addresses, not yet connected."""
     if target.scheme == "https":
-        conn = _PinnedHTTPSConnection(target, remaining, context)
-    else:
-        conn = _PinnedHTTPConnection(target, remaining)
-    dog: _Watchdog | None = None
-    try:
-        conn.connect()
-        # Keep our own reference: http.client drops conn.sock once a response will close.
-        sock = conn.sock
-        assert sock is not None
-        with _Watchdog(sock, deadline) as dog:
-            conn.putrequest("GET", target.request_target, skip_accept_encoding=True)
-            conn.putheader("User-Agent", policy.user_agent)
-            conn.putheader("Accept", "image/*, */*;q=0.5")
-            # Compressed bodies would make the byte cap meaningless and defeat format sniffing.
-            conn.putheader("Accept-Encoding", "identity")
-            conn.endheaders()
-            response = conn.getresponse()
-            try:
-                return _read_response(url, target, response, sock, dog, policy, deadline)
-            finally:
-                response.close()
-    except FetchError:
-        raise
-    except ssl.SSLCertVerificationError as exc:
-        raise FetchError(
-            f"{url}: TLS certificate of {target.host} is not valid ({exc.verify_message})"
-        ) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        # A socket timeout, or a socket shut by the watchdog, both surface here.
-        if isinstance(exc, TimeoutError) or (dog is not None and dog.fired):
-            raise _timeout(url, policy) from exc
-        if time.monotonic() >= deadline:
-            raise _timeout(url, policy) from exc
-        what = "connection failed" if isinstance(exc, OSError) else "bad HTTP response"
-        raise FetchError(
-            f"{url}: {what} from {target.host}:{target.port} ({type(exc).__name__}: {exc})"
-        ) from exc
-    finally:
-        conn.close()
-
-
-def _read_response(
-    url: str,
-    target: _Target,
-    response: http.client.HTTPResponse,
-    sock: socket.socket,
-    dog: _Watchdog,
-    policy: FetchPolicy,
-    deadline: float,
-) -> Fetched | str:
-    status = response.status
-    if status in _REDIRECT_STATUSES:
-        location = response.getheader("Location")
-        if not location:
-            raise FetchHTTPError(
-                f"{url}: HTTP {status} redirect from {target.url} without a Location header",
-                status=status,
-            )
-        return urljoin(target.url, location.strip()).split("#", 1)[0]
-    if not 200 <= status < 300:
-        hop = "" if target.url == url else f" (at {target.url})"
-        error = FetchHTTPError(
-            f"{url}: the server answered HTTP {status} {response.reason}{hop}".rstrip(),
-            status=status,
-        )
-        # Kept for callers that retry (workers.media.fetcher honours it on 429 and 503).
-        error.retry_after = response.getheader("Retry-After")  # type: ignore[attr-defined]
-        raise error
-
-    declared = (response.getheader("Content-Length") or "").strip()
-    if declared.isdigit() and int(declared) > policy.max_bytes:
-        raise FetchTooLarge(
-            f"{url}: refused: the server announced {int(declared)} bytes, over the limit of "
-            f"{policy.max_bytes} bytes"
-        )
-
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _timeout(url, policy)
-        sock.settimeout(remaining)
-        # read1 returns what has arrived instead of waiting for a full chunk, so a drip-fed body
-        # comes back here for the deadline check. Never ask for more than one byte past the cap.
-        chunk = response.read1(min(_CHUNK, policy.max_bytes + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > policy.max_bytes:
-            raise FetchTooLarge(
-                f"{url}: refused: the body is larger than the limit of {policy.max_bytes} bytes"
-            )
-    if dog.fired:
-        # The watchdog's shutdown looks like end-of-body to the reader.
-        raise _timeout(url, policy)
-    if declared.isdigit() and total < int(declared):
-        # read1 reports an early close as end-of-body; a truncated image must not pass as whole.
-        raise FetchError(
-            f"{url}: bad HTTP response: the connection closed after {total} of the "
-            f"{int(declared)} bytes announced"
-        )
-    return Fetched(
-        url=url,
-        final_url=target.url,
-        data=b"".join(chunks),
-        content_type=response.getheader("Content-Type"),
-    )
+        return PinnedHTTPSConnection(target, timeout, ssl_context())
+    return PinnedHTTPConnection(target, timeout)
