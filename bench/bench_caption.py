@@ -104,12 +104,12 @@ def main() -> None:
 
         torch.set_num_threads(1)
         from workers.caption import LINEAR_MODEL_FILE, MINILM_MODEL_FILE, SHIPPED_MODEL_FILE
-        from workers.caption.encoder_files import MPNET, base_dir
+        from workers.caption.encoder.files import MPNET, base_dir
 
         base_dir(MPNET)  # unpack once (a first-ever start), outside the timed load
 
         if (args.data / "val_text.txt").is_file():
-            from workers.caption.data import load_split
+            from workers.caption.training.data import load_split
 
             texts, source = load_split(args.data, "val").texts, "irony val split"
         else:

@@ -23,7 +23,7 @@ def caption_encoder_cache(tmp_path_factory: pytest.TempPathFactory):
     ~5 s to unpack from its packages) for the whole run: the default cache of this process and
     of the CLIs and workers it starts (BACKFIRE_CACHE_DIR), linked into every `settings` cache.
     """
-    from workers.caption.encoder_files import MPNET, base_dir
+    from workers.caption.encoder.files import MPNET, base_dir
     from workers.config import get_settings
 
     cache = tmp_path_factory.mktemp("default-cache")

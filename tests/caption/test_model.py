@@ -17,7 +17,8 @@ from workers.caption import (
     load_caption_scorer,
     load_model_file,
 )
-from workers.caption.model import EMPTY_CUE, UNSUPPORTED_SCRIPT_CUE, SarcasmModel
+from workers.caption.calibrated import EMPTY_CUE, UNSUPPORTED_SCRIPT_CUE
+from workers.caption.linear import SarcasmModel
 from workers.config import Settings
 from workers.domain import CaptionScores
 from workers.errors import ConfigError
@@ -90,7 +91,7 @@ def test_importing_the_caption_package_does_not_import_torch():
 
     # The v1 model and the package itself stay numpy-only (the API process imports them).
     code = (
-        "import sys, workers.caption, workers.caption.model\n"
+        "import sys, workers.caption, workers.caption.linear\n"
         "from workers.caption import LINEAR_MODEL_FILE, load_model_file\n"
         "load_model_file(LINEAR_MODEL_FILE).score_batch(['hi'])\n"
         "print('torch' in sys.modules)"

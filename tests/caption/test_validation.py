@@ -14,9 +14,10 @@ from workers.caption import (
     SHIPPED_MODEL_FILE,
     load_model_file,
 )
-from workers.caption.data import load_split
-from workers.caption.metrics import VALIDATED_PRECISIONS, evaluate, validation_key
-from workers.caption.model import SarcasmModel
+from workers.caption.calibrated import VALIDATED_PRECISIONS, validation_key
+from workers.caption.linear import SarcasmModel
+from workers.caption.training.data import load_split
+from workers.caption.training.metrics import evaluate
 
 IRONY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "irony"
 needs_data = pytest.mark.skipif(
@@ -74,7 +75,7 @@ def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
     """The recipe stored in the shipped file, run again (v3 about 10-12 minutes on 2 cores, v2
     about 5), lands within seed noise of the documented validation figures: a change that breaks
     training can't pass unnoticed (the shipped files themselves are re-checked within ±0.005)."""
-    from workers.caption.adapter_train import AdapterTrainConfig, train_adapter
+    from workers.caption.training.adapter import AdapterTrainConfig, train_adapter
 
     shipped = load_model_file(path)
     cfg = AdapterTrainConfig(**shipped.metadata["config"])
@@ -88,7 +89,7 @@ def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
 @needs_data
 @pytest.mark.slow
 def test_v1_training_is_seeded_and_reproduces_the_shipped_weights():
-    from workers.caption.train import TrainConfig, train
+    from workers.caption.training.linear import TrainConfig, train
 
     shipped = SarcasmModel.load(LINEAR_MODEL_FILE)
     cfg = TrainConfig(**shipped.metadata["config"])

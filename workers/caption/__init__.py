@@ -3,10 +3,15 @@
 The seam is `CaptionScorer`: anything with `model_id` and `score_batch(texts)`.
 `load_caption_scorer` picks the implementation from settings, so the pipeline never names a
 concrete scorer. Four exist:
-- v3 (default): a LoRA adapter over all-mpnet-base-v2, torch (workers/caption/adapter_model.py);
+- v3 (default): a LoRA adapter over all-mpnet-base-v2, torch (workers/caption/adapter.py);
 - v2: the same over all-MiniLM-L6-v2, about 6x faster, less accurate;
-- v1: TF-IDF + logistic regression, numpy only, ~200x faster than v3 (workers/caption/model.py);
+- v1: TF-IDF + logistic regression, numpy only, ~200x faster than v3 (workers/caption/linear.py);
 - v0: cue rules and VADER (workers/caption/cues.py), `caption_model_file = "cues-v0"`.
+
+Laid out by role: `calibrated` (the base every trained model shares), `linear` (v1), `adapter`
+(v2/v3), `cues` and `features` (shared by all); `encoder/` the sentence encoder network, its
+packaged files and int8 quantisation; `training/` fitting both kinds, their data and metrics.
+This module is the seam and the loader: it tells a model file's kind from its header.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class CaptionScorer(Protocol):
 SHIPPED_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v3.safetensors"
 MINILM_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v2.safetensors"
 LINEAR_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v1.safetensors"
-#: The header format of a v2/v3 file (also in adapter_model, which imports torch; this does not).
+#: The header format of a v2/v3 file (also in .adapter, which imports torch; this does not).
 ADAPTER_FORMAT = "backfire-caption-adapter/1"
 
 
@@ -63,12 +68,10 @@ def load_model_file(
     """A trained model file of either kind, told apart by the format in its header; loaded once
     per process for each (file, base encoder folder). `cache_dir` is where packaged base weights
     that need unpacking (all-mpnet-base-v2) go; None = the settings' cache_dir."""
-    from workers.caption.model import file_format
-
     path = Path(path).resolve()
     folder = None
     if file_format(path) == ADAPTER_FORMAT:
-        from workers.caption.adapter_model import base_folder
+        from workers.caption.adapter import base_folder
 
         # Keyed by the real folder, so every cache that links the same unpacked copy (tests,
         # several settings objects in one process) shares one loaded model.
@@ -78,10 +81,21 @@ def load_model_file(
 
 @lru_cache(maxsize=4)
 def _load_model(path: Path, encoder_folder: Path | None, precision: str) -> CaptionScorer:
-    from workers.caption.model import SarcasmModel, file_format
+    from workers.caption.linear import SarcasmModel
 
     if file_format(path) == ADAPTER_FORMAT:
-        from workers.caption.adapter_model import AdapterSarcasmModel
+        from workers.caption.adapter import AdapterSarcasmModel
 
         return AdapterSarcasmModel.load(path, encoder_folder, precision=precision)
     return SarcasmModel.load(path)
+
+
+def file_format(path: Path) -> str | None:
+    """The `format` named in a model file's safetensors header; None if unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # missing, corrupt or not safetensors: the loader says which
+        return None

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.caption.data import LabelledCaptions
+from workers.caption.calibrated import validation_key
 from workers.caption.features import DENSE_NAMES, dense_features, terms
-from workers.caption.metrics import evaluate, validation_key
-from workers.caption.model import SarcasmModel
+from workers.caption.linear import SarcasmModel
+from workers.caption.training.data import LabelledCaptions
+from workers.caption.training.metrics import evaluate
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ v2: all-MiniLM-L6-v2) + a fine-tuned adapter + a head.
 The file is one `.safetensors` (no pickle) holding only what fine-tuning changed: low-rank
 adapters, LayerNorms, the linear head; the header metadata (JSON) names the base weights by
 name and sha256, the Platt calibration and the documented validation figures. The base weights
-come from the packaged offline copies (workers/caption/encoder_files.py).
+come from the packaged offline copies (workers/caption/encoder/files.py).
 
 Each caption is encoded alone, unpadded: its score depends on nothing but its own text (a padded
 batch would change the last float digits with the batch's longest caption).
@@ -26,7 +26,8 @@ import emoji
 import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
-from workers.caption.encoder_files import (
+from workers.caption.calibrated import CalibratedScorer, validation_key
+from workers.caption.encoder.files import (
     WEIGHTS,
     EncoderBase,
     FileTensors,
@@ -36,10 +37,8 @@ from workers.caption.encoder_files import (
     mapped_tensors,
     weights_sha256,
 )
+from workers.caption.encoder.network import SentenceEncoder, embedding_tables
 from workers.caption.features import normalise
-from workers.caption.metrics import validation_key
-from workers.caption.model import CalibratedScorer
-from workers.caption.sentence_encoder import SentenceEncoder, embedding_tables
 from workers.errors import ConfigError
 
 _UNDERSCORE = re.compile(r"_+")
@@ -82,8 +81,9 @@ class AdapterSarcasmModel(CalibratedScorer):
     prior: float
     base_sha256: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: Per linear layer, the input ranges int8 inference smooths with (workers/caption/quantize.py);
-    #: measured on training captions. Empty in files made before int8 existed.
+    #: Per linear layer, the input ranges int8 inference smooths with
+    #: (workers/caption/encoder/quantize.py); measured on training captions. Empty in files made
+    #: before int8 existed.
     int8_ranges: dict[str, torch.Tensor] = field(default_factory=dict)
     #: What the layers run in (see `use_precision`); trained and loaded models start in float32.
     precision: str = "float32"
@@ -139,9 +139,10 @@ class AdapterSarcasmModel(CalibratedScorer):
         precision: str = "float32",
     ) -> AdapterSarcasmModel:
         """`precision` "bfloat16" runs the merged layers in bfloat16 (faster where the CPU has
-        bfloat16 units, half the memory), "int8" in smoothed int8 (workers/caption/quantize.py:
-        v3 2.8-3.9x faster on one core, a quarter of the memory); the model id then ends in
-        "-bf16" / "-int8", so their verdicts are never mixed with float32 ones."""
+        bfloat16 units, half the memory), "int8" in smoothed int8
+        (workers/caption/encoder/quantize.py: v3 2.8-3.9x faster on one core, a quarter of the
+        memory); the model id then ends in "-bf16" / "-int8", so their verdicts are never mixed
+        with float32 ones."""
         from safetensors import safe_open
 
         if precision not in PRECISIONS:  # before the costly part
@@ -221,7 +222,7 @@ class AdapterSarcasmModel(CalibratedScorer):
         if precision == "bfloat16":
             self.encoder.use_compute_dtype(torch.bfloat16)
         elif precision == "int8":
-            from workers.caption.quantize import quantize_int8
+            from workers.caption.encoder.quantize import quantize_int8
 
             quantize_int8(self.encoder, self.int8_ranges)
         else:

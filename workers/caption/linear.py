@@ -1,4 +1,5 @@
-"""The trained caption sarcasm model at inference time: numpy only, no torch, no pickle.
+"""v1, the linear caption sarcasm model (TF-IDF + logistic regression) at inference time:
+numpy only, no torch, no pickle.
 
 The file is one `.safetensors`: arrays (idf, weights, dense scaler) as tensors, and the vocabulary,
 calibration and documented validation figures as JSON strings in the header metadata. Scoring a
@@ -23,72 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from workers.caption.cues import find_cues
-from workers.caption.features import (
-    DENSE_NAMES,
-    dense_features,
-    normalise,
-    sentiment_parts,
-    terms,
-)
-from workers.caption.metrics import validation_key
-from workers.domain import CaptionScores
+from workers.caption.calibrated import CalibratedScorer
+from workers.caption.features import DENSE_NAMES, dense_features, terms
 from workers.errors import ConfigError
 
 FORMAT = "backfire-caption-sarcasm/1"
-#: Cue reported when a caption is mostly in a non-Latin script: the model is English-only.
-UNSUPPORTED_SCRIPT_CUE = "non-latin script (not scored)"
-EMPTY_CUE = "empty caption"
-#: Share of letters outside Latin scripts above which a caption is not scored by the model.
-NON_LATIN_LIMIT = 0.5
-
-
-class CalibratedScorer:
-    """What every trained caption model shares: a raw score, Platt-calibrated into a probability,
-    and the common handling of empty and unreadable captions."""
-
-    model_id: str
-    prior: float
-    platt_a: float
-    platt_c: float
-
-    metadata: dict
-
-    def raw_score(self, text: str, vader: dict[str, float] | None) -> float:
-        raise NotImplementedError
-
-    def documented_validation(self) -> dict | None:
-        """The validation figures stored with the model at training time, if any."""
-        return self.metadata.get(validation_key("float32"))
-
-    def probability(self, text: str, vader: dict[str, float] | None = None) -> float:
-        """Calibrated probability that the caption is ironic/sarcastic."""
-        t = self.platt_a * self.raw_score(text, vader) + self.platt_c
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
-
-    def score_one(self, text: str) -> CaptionScores:
-        """VADER sentiment and cues always; the model's probability unless the caption is empty
-        or mostly in a script the model cannot read, where the answer is the training prior."""
-        text = text if isinstance(text, str) else ""
-        norm = normalise(text)
-        vs = sentiment_parts(text)
-        cues = find_cues(text[:2000])
-        if not norm:
-            sarcasm, cues = self.prior, [*cues, EMPTY_CUE]
-        elif _non_latin_share(norm) > NON_LATIN_LIMIT:
-            # Defined behaviour for text the model cannot read: no evidence either way.
-            sarcasm, cues = self.prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
-        else:
-            sarcasm = self.probability(text, vs)
-        return CaptionScores(
-            sarcasm=float(sarcasm),
-            sentiment=float(vs["compound"]),
-            cues=tuple(cues),
-            model=self.model_id,
-        )
-
-    def score_batch(self, texts: list[str]) -> list[CaptionScores]:
-        return [self.score_one(t) for t in texts]
 
 
 @dataclass
@@ -220,21 +160,3 @@ class SarcasmModel(CalibratedScorer):
         )
         model._table  # noqa: B018 - build the lookup table at load, not in the first request
         return model
-
-
-def file_format(path: Path) -> str | None:
-    """The `format` named in a model file's safetensors header; None if unreadable."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="np") as f:
-            return (f.metadata() or {}).get("format")
-    except Exception:  # missing, corrupt or not safetensors: the loader says which
-        return None
-
-
-def _non_latin_share(norm: str) -> float:
-    letters = [c for c in norm if c.isalpha()]
-    if not letters:
-        return 0.0
-    return sum(1 for c in letters if ord(c) > 0x24F) / len(letters)

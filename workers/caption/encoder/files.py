@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.caption.sentence_encoder import MINILM_L6, MPNET_BASE, EncoderShape
+from workers.caption.encoder.network import MINILM_L6, MPNET_BASE, EncoderShape
 from workers.errors import ConfigError
 from workers.hashing import file_sha256
 

@@ -30,24 +30,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.caption.adapter_model import (
+from workers.caption.adapter import (
     AdapterConfig,
     AdapterSarcasmModel,
     build_encoder,
     encoder_text,
     round_to_stored,
 )
-from workers.caption.data import LabelledCaptions
-from workers.caption.encoder_files import (
+from workers.caption.calibrated import VALIDATED_PRECISIONS, validation_key
+from workers.caption.encoder.files import (
     BASES,
     EncoderBase,
     base_dir,
     load_tokenizer,
     weights_sha256,
 )
-from workers.caption.metrics import VALIDATED_PRECISIONS, evaluate, validation_key
-from workers.caption.quantize import RANGE_CAPTIONS, activation_ranges
-from workers.caption.sentence_encoder import SentenceEncoder, padded
+from workers.caption.encoder.network import SentenceEncoder, padded
+from workers.caption.encoder.quantize import RANGE_CAPTIONS, activation_ranges
+from workers.caption.training.data import LabelledCaptions
+from workers.caption.training.metrics import evaluate
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class AdapterTrainConfig:
     #: Bottom layers left as the base has them: no adapters, no back-propagation, and their
     #: outputs computed once per caption instead of once per epoch.
     frozen_layers: int = 0
-    base: str = "mpnet"  # a key of encoder_files.BASES
+    base: str = "mpnet"  # a key of encoder.files.BASES
     model_id: str = ""  # "" = the base's (EncoderBase.model_id)
 
 

@@ -1,6 +1,6 @@
 """Sentence encoders (BERT / MPNet) with low-rank adapters, in plain torch.
 
-Two packaged, offline bases are supported (workers/caption/encoder_files.py):
+Two packaged, offline bases are supported (workers/caption/encoder/files.py):
 - `sentence-transformers/all-MiniLM-L6-v2`, a 6-layer BERT (caption model v2);
 - `sentence-transformers/all-mpnet-base-v2`, a 12-layer MPNet (caption model v3): BERT's layers
   plus a learned relative-position bias shared by every layer, positions counted from 2, no

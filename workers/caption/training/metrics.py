@@ -10,16 +10,6 @@ import numpy as np
 #: Equal-width probability bins for the expected calibration error.
 ECE_BINS = 10
 
-#: The precisions whose validation figures training stores in an adapter model file (one file
-#: runs in either; see workers/caption/quantize.py). Linear models store float32 only.
-VALIDATED_PRECISIONS = ("float32", "int8")
-
-
-def validation_key(precision: str) -> str:
-    """Metadata key of a model file's validation figures measured in `precision`."""
-    return "validation" if precision == "float32" else f"validation_{precision}"
-
-
 @dataclass(frozen=True)
 class EvalFigures:
     n: int

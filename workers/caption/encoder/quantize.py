@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from workers.caption.sentence_encoder import LoRALinear, SentenceEncoder
+from workers.caption.encoder.network import LoRALinear, SentenceEncoder
 
 #: Migration strength: 0.9 measured best for v3 among 0.5 / 0.7 / 0.85 / 0.9 (pooled cosine
 #: min 0.15 / 0.92 / 0.93 / 0.96 over 150 validation tweets).
