@@ -38,7 +38,7 @@ if os.environ.get(DONE_KEY_ENV):  # imported by the worker: the bench app and it
     from celery import shared_task
     from celery.signals import task_postrun
 
-    from workers.celery_app import app  # noqa: F401  (the app `celery -A bench_queue` finds)
+    from workers.queue.app import app  # noqa: F401  (the app `celery -A bench_queue` finds)
 
     _done = redis.Redis.from_url(os.environ["BACKFIRE_REDIS_URL"])
 
@@ -89,8 +89,8 @@ def run(kind: str, n_noop: int, n_score: int) -> None:
     from bench_api import jpeg_200kb
     from celery import Celery
 
-    from workers.celery_app import SCORE_TASK
     from workers.config import Settings
+    from workers.queue.app import SCORE_TASK
     from workers.store import open_database
     from workers.store import posts as repo
     from workers.store.blobs import BlobStore
@@ -114,7 +114,7 @@ def run(kind: str, n_noop: int, n_score: int) -> None:
     )  # fmt: skip
     db = open_database(settings)
     blobs = BlobStore(settings.resolved_media_dir)
-    from workers.celery_app import create_app
+    from workers.queue.app import create_app
 
     app: Celery = create_app(settings)
     r = redis.Redis.from_url(settings.redis_url)

@@ -12,7 +12,7 @@ from service.ratelimit import RateLimiter
 from workers.config import Settings
 from workers.media.decode import DecodeLimits
 from workers.net.guard import FetchPolicy
-from workers.queue import Publisher
+from workers.queue.publish import Publisher
 from workers.store import Database, open_database
 from workers.store.blobs import BlobStore
 from workers.store.keys import KeyCache
@@ -35,7 +35,7 @@ class ApiContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiContext:
-        from workers.celery_app import create_app
+        from workers.queue.app import create_app
 
         db = open_database(settings)
         celery = create_app(settings)

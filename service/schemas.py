@@ -139,8 +139,8 @@ class AlertIn(BaseModel):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str | int) -> str | int:
-        from workers.alerts import parse_window
         from workers.errors import UsageError
+        from workers.notify.rules import parse_window
 
         try:
             parse_window(str(v))

@@ -130,7 +130,7 @@ def alert_add(
     Example: backfire alert add --hashtag myNYPD --backlash-share 0.3 --window 30m
     --min-posts 20 --webhook https://hooks.slack.com/services/...
     """
-    from workers.alerts import add_rule, format_window
+    from workers.notify.rules import add_rule, format_window
 
     settings = settings_with(allow_private_network=allow_private_network or None)
     try:
@@ -157,7 +157,7 @@ def alert_list(
     """
     import json
 
-    from workers.alerts import RuleStore, format_window
+    from workers.notify.rules import RuleStore, format_window
 
     store = RuleStore.from_settings(settings_with())
     try:
@@ -193,7 +193,7 @@ def alert_remove(
 
     Example: backfire alert remove 3f9a0c1e
     """
-    from workers.alerts import remove_rule
+    from workers.notify.rules import remove_rule
 
     if not remove_rule(settings_with(), rule_id):
         raise fail(UsageError(f"No alert rule {rule_id!r}; see backfire alert list."))

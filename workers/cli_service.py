@@ -74,7 +74,7 @@ def worker(
     """
     every = parse_duration(reconcile_every) if reconcile_every is not None else None
     settings = _env_override(worker_concurrency=concurrency, reconcile_every_s=every)
-    from workers.celery_app import create_app
+    from workers.queue.app import create_app
 
     app = create_app(settings)
     app.worker_main(
@@ -95,7 +95,7 @@ def reconcile(
     """
     import threading
 
-    from workers.reconcile import Reconciler
+    from workers.queue.reconcile import Reconciler
     from workers.store import open_database
 
     settings = get_settings()
@@ -190,16 +190,16 @@ def score_via_queue(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from workers.celery_app import create_app
     from workers.media.decode import DecodeLimits, check_image
     from workers.media.source import read_media
     from workers.net.guard import FetchPolicy
-    from workers.queue import Publisher
+    from workers.queue.app import create_app
+    from workers.queue.publish import Publisher
+    from workers.scoring.writers import JsonlWriter, open_writer, out_format_for
     from workers.sources import ReadProblem, open_reader
     from workers.store import open_database
     from workers.store import posts as repo
     from workers.store.blobs import BlobStore
-    from workers.writers import JsonlWriter, open_writer, out_format_for
 
     console = console or err
     records = open_reader(path, fmt, hashtag)

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         "cache_dir, removed when the run completes.",
     )
 
-    # --- API and queue (service/, workers/celery_app.py) ---------------------------------------
+    # --- API and queue (service/, workers/queue/app.py) ---------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_body_bytes: int = Field(
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, description="First retry delay; doubles per attempt.")
     webhook_timeout_s: float = 10.0
 
-    # --- early-warning alerts (workers/alerts.py) ---------------------------------------------
+    # --- early-warning alerts (workers/notify/) ----------------------------------------------
     alert_attempts: int = Field(4, ge=1, description="Tries per alert POST before it is failed.")
     alert_backoff_s: float = Field(1.0, ge=0, description="First alert retry delay; doubles.")
     alert_timeout_s: float = Field(10.0, description="Deadline of one alert POST.")

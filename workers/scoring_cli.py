@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from workers.config import Settings
 from workers.errors import UsageError
 from workers.net.guard import FetchPolicy
-from workers.runner import Runner, RunStats
+from workers.scoring.runner import Runner, RunStats
+from workers.scoring.writers import JsonlWriter, done_post_ids, open_writer, out_format_for
 from workers.sources import ReadProblem, open_reader
-from workers.writers import JsonlWriter, done_post_ids, open_writer, out_format_for
 
 if TYPE_CHECKING:
     from workers.media.fetcher import MediaFetcher
@@ -48,7 +48,7 @@ def run_score(
     ofmt = out_format_for(out, out_format) if out is not None else (out_format or "jsonl")
     skip = done_post_ids(out, ofmt) if (resume and out is not None) else set()
 
-    from workers.pipeline import Pipeline
+    from workers.scoring.pipeline import Pipeline
 
     with console.status("Loading the scene model…", spinner="dots") if progress else _null():
         pipeline = Pipeline.from_settings(settings)
@@ -81,7 +81,7 @@ def run_score(
         pipeline, policy, settings.loader_threads, on_progress=tick, on_problem=problem,
         fetcher=fetcher, fetch_ahead=settings.fetch_ahead,
     )  # fmt: skip
-    from workers.alerts import AlertTee
+    from workers.notify.rules import AlertTee
 
     alerts = AlertTee(settings)  # collects rows only when alert rules exist
     try:

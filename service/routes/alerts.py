@@ -1,4 +1,4 @@
-"""/v1/alerts: early-warning rules of the calling key (workers/alerts.py does the work).
+"""/v1/alerts: early-warning rules of the calling key (workers/notify/rules.py does the work).
 
 A key sees, and can remove, only its own rules (another key's rule is a plain 404), and its
 rules watch only its own posts. The webhook URL passes the SSRF checks before anything is stored;
@@ -13,8 +13,8 @@ from fastapi import APIRouter, Response
 
 from service.deps import Ctx, CurrentKey
 from service.schemas import AlertIn, AlertList, AlertOut, Problem
-from workers.alerts import AlertRule, RuleStore, add_rule, format_window, remove_rule
 from workers.errors import NotFound
+from workers.notify.rules import AlertRule, RuleStore, add_rule, format_window, remove_rule
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 

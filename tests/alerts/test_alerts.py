@@ -11,9 +11,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.alerts.receiver import Receiver
-from workers.alerts import AlertTee, RuleStore, add_rule, evaluate_rows, parse_window
 from workers.cli import app
 from workers.config import Settings, get_settings
+from workers.notify.rules import AlertTee, RuleStore, add_rule, evaluate_rows, parse_window
 from workers.store import open_database
 from workers.store.models import AlertRuleRow
 
@@ -222,7 +222,7 @@ def test_rules_live_in_the_store(asettings, receiver) -> None:
 def test_workers_evaluate_as_verdicts_arrive(asettings, receiver) -> None:
     """The worker path: each stored verdict evaluates its hashtag's rules on a window read from
     the store; an API key's rule counts only that key's posts; deliveries go out by id."""
-    from workers.alert_watch import evaluate_after_verdict, send_delivery
+    from workers.notify.watch import evaluate_after_verdict, send_delivery
     from workers.store.posts import NewPost, create_post, record_result
 
     db = open_database(asettings)
@@ -260,7 +260,7 @@ def test_workers_evaluate_as_verdicts_arrive(asettings, receiver) -> None:
 
 
 def test_worker_delivery_retries_then_fails(asettings) -> None:
-    from workers.alert_watch import send_delivery
+    from workers.notify.watch import send_delivery
     from workers.store import alerts as store
 
     bad = Receiver(statuses=[500] * 5)
@@ -279,7 +279,7 @@ def test_worker_delivery_retries_then_fails(asettings) -> None:
     assert d.state == "failed" and d.attempts == 3 and d.error == "HTTP 500" and bad.hits == 2
 
     # A firing whose message the broker refused is recorded as failed, not left pending.
-    from workers.alert_watch import record_unqueued
+    from workers.notify.watch import record_unqueued
 
     with db.write() as s:
         other = store.add_delivery(s, rid, payload).id

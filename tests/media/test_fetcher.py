@@ -25,8 +25,8 @@ from workers.domain import Post
 from workers.errors import FetchHTTPError
 from workers.media.fetcher import FetcherConfig, MediaCache, MediaFetcher, parse_retry_after
 from workers.net.guard import FetchPolicy
-from workers.pipeline import Pipeline
-from workers.runner import Runner
+from workers.scoring.pipeline import Pipeline
+from workers.scoring.runner import Runner
 
 PHOTO = image_bytes(RED, (64, 48))
 OTHER = image_bytes(GREEN, (64, 48))
@@ -145,7 +145,7 @@ FAST = FetcherConfig(concurrency=8, per_host=4, retries=3, backoff_s=0.05, retry
 def fake_pipeline(settings: Settings) -> Pipeline:
     from workers.caption.cues import CueCaptionScorer
     from workers.scenes.prompts import load_prompt_set
-    from workers.verdict import load_policy
+    from workers.scoring.verdict import load_policy
 
     prompts = load_prompt_set(settings.scenes_file)
     encoder = ColourSceneEncoder(prompts, {RED: "restraint", GREEN: "friendly"})

@@ -122,7 +122,7 @@ def test_report_and_alert_code_paths_never_import_torch(tmp_path) -> None:
 
     code = (
         "import sys; from service.app import create_app; create_app(); "
-        "from workers.report import render_report; import workers.alert_watch; "
+        "from workers.report import render_report; import workers.notify.watch; "
         "render_report([{'post_id': 'a', 'hashtag': 't', 'status': 'ok', 'verdict': 'backlash',"
         " 'confidence': 0.9, 'created_at': '2014-04-22T10:00:00Z'}]); "
         "assert 'torch' not in sys.modules, 'torch imported'"

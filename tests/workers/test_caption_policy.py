@@ -11,13 +11,13 @@ from tests.fakes import ColourSceneEncoder
 from workers.caption import load_caption_scorer
 from workers.config import Settings
 from workers.domain import Post
-from workers.pipeline import Pipeline
+from workers.scoring.pipeline import Pipeline
 
 
 @pytest.fixture
 def pipeline(settings: Settings) -> Pipeline:
     from workers.scenes.prompts import load_prompt_set
-    from workers.verdict import load_policy
+    from workers.scoring.verdict import load_policy
 
     prompts = load_prompt_set(settings.scenes_file)
     colours = {RED: "restraint", GREEN: "friendly", GREY: "police_present_neutral"}

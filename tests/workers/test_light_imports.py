@@ -8,9 +8,10 @@ import sys
 def test_light_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import workers.cli, workers.runner, workers.pipeline, workers.sources, workers.caption\n"
-        "import workers.verdict, workers.media.fetcher, workers.media.decode, workers.writers\n"
-        "import workers.scenes.prompts, workers.store, workers.alerts, workers.report\n"
+        "import workers.cli, workers.scoring.runner, workers.scoring.pipeline, workers.sources\n"
+        "import workers.caption, workers.scoring.verdict, workers.media.fetcher\n"
+        "import workers.media.decode, workers.scoring.writers, workers.scenes.prompts\n"
+        "import workers.store, workers.notify.rules, workers.report\n"
         "print(sorted(m for m in ('torch', 'open_clip', 'torchvision', 'sklearn') "
         "if m in sys.modules))\n"
     )

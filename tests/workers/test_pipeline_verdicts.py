@@ -12,8 +12,8 @@ from tests.fakes import ColourSceneEncoder
 from workers.config import Settings
 from workers.domain import Post
 from workers.net.guard import FetchPolicy
-from workers.pipeline import Pipeline
-from workers.runner import Runner
+from workers.scoring.pipeline import Pipeline
+from workers.scoring.runner import Runner
 from workers.sources import open_reader
 
 
@@ -21,7 +21,7 @@ from workers.sources import open_reader
 def fake_pipeline(settings: Settings) -> Pipeline:
     from workers.caption.cues import CueCaptionScorer
     from workers.scenes.prompts import load_prompt_set
-    from workers.verdict import load_policy
+    from workers.scoring.verdict import load_policy
 
     prompts = load_prompt_set(settings.scenes_file)
     colours = {

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import image_bytes
 from workers.config import MODEL_CARDS_DIR
 from workers.errors import ConfigError, WeightsMissing
-from workers.pipeline import Pipeline
+from workers.scoring.pipeline import Pipeline
 
 
 def test_batch_of_8_equals_8_singles(tiny_settings):

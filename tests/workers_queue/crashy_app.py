@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from workers import pipeline as _pipeline
-from workers.celery_app import app
+from workers.queue.app import app
 
 _score_items = _pipeline.Pipeline.score_items
 

@@ -143,7 +143,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
 class Worker:
     """`celery worker --pool prefork --concurrency 1` as a subprocess."""
 
-    def __init__(self, settings: Settings, log: Path, app: str = "workers.celery_app", **env: str):
+    def __init__(self, settings: Settings, log: Path, app: str = "workers.queue.app", **env: str):
         self.settings = settings
         self.log = log
         self.app = app

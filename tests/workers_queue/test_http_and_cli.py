@@ -16,8 +16,8 @@ import httpx
 
 from tests.conftest import BLUE, RED, image_bytes
 from tests.workers_queue.helpers import REPO, Api, env_for, wait_for
+from workers.notify.webhooks import SIGNATURE_HEADER, verify
 from workers.store import open_database
-from workers.webhooks import SIGNATURE_HEADER, verify
 
 
 def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from workers.config import Settings
+from workers.notify.webhooks import SIGNATURE_HEADER, deliver, verify
 from workers.store import open_database
 from workers.store import posts as repo
-from workers.webhooks import SIGNATURE_HEADER, deliver, verify
 
 HOST = "hooks.example.test"
 

@@ -1,4 +1,4 @@
-"""Alert rules and deliveries in the store: the queries, no alert logic (that is workers/alerts.py).
+"""Alert rules and deliveries in the store: the queries, no alert logic (that is workers/notify/).
 
 Scope: a rule's `owner` is the API key that created it, or NULL for `backfire alert add`. Callers
 pass `owner=None` for the operator's view (every rule, every post) and a key id for a tenant's.

@@ -135,12 +135,12 @@ class SceneCacheRow(Base):
     scenes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-#: Alert windows read a hashtag's recent posts, matched case-insensitively (workers/alerts.py).
+#: Alert windows read a hashtag's recent posts, matched case-insensitively (workers/notify/).
 Index("ix_posts_tag_time", func.lower(PostRow.hashtag), PostRow.posted_at)
 
 
 class AlertRuleRow(Base):
-    """An early-warning rule (workers/alerts.py) and its crossing state.
+    """An early-warning rule (workers/notify/rules.py) and its crossing state.
 
     `owner` is the API key that created it; NULL for rules added with `backfire alert add`, which
     watch every owner's posts (the operator's view). Rules of a key see only that key's posts.

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from workers.celery_app import SCORE_TASK
+from workers.queue.app import SCORE_TASK
 from workers.store import Database
 from workers.store.posts import mark_enqueued
 

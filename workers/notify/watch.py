@@ -1,4 +1,4 @@
-"""Alerts as verdicts arrive: the workers' side of workers/alerts.py. Light: no torch.
+"""Alerts as verdicts arrive: the workers' side of workers/notify/rules.py. Light: no torch.
 
 After the score task stores a verdict it calls `evaluate_after_verdict`: the rules of that post's
 hashtag (the operator's, and those of the key that posted it) are locked and evaluated on the
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from workers.alerts import fire_rules, norm_tag, post_json
 from workers.config import Settings
+from workers.notify.rules import fire_rules, norm_tag, post_json
 from workers.store import Database
 from workers.store import alerts as store
 from workers.store.models import AlertRuleRow, PostRow

@@ -19,7 +19,7 @@ from workers.domain import Post, PostResult
 from workers.errors import MediaError
 from workers.media.decode import DecodeLimits, decode_image
 from workers.scenes.prompts import PromptSet, load_prompt_set
-from workers.verdict import Policy, VerdictPolicy, load_policy
+from workers.scoring.verdict import Policy, VerdictPolicy, load_policy
 
 if TYPE_CHECKING:
     from workers.config import Settings

@@ -17,7 +17,7 @@ only fills the windows of later posts.
 
 Two callers: `backfire score` evaluates its run's rows at the end and delivers inline
 (`evaluate_rows`); the workers evaluate after each stored verdict, reading the window from the
-store, and deliver with a separate task (`workers/alert_watch.py`).
+store, and deliver with a separate task (`workers/notify/watch.py`).
 
 The webhook body is Slack-compatible (`text`) plus structured fields (share, window, top posts).
 The URL passes the SSRF checks when the rule is added and again before every attempt, and the

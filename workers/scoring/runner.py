@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from workers.domain import Post
 from workers.errors import MediaError
 from workers.media.source import read_media
-from workers.pipeline import Pipeline, Prepared, sha256_hex
+from workers.scoring.pipeline import Pipeline, Prepared, sha256_hex
 from workers.sources import ReadProblem, Record
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The Celery app, configured from the one Settings object (decision 4 of DESIGN.md).
 
 Messages carry post ids only (JSON, never pickle); Redis is transport, the database is the
-truth, so Celery results are ignored. `celery -A workers.celery_app worker` and
+truth, so Celery results are ignored. `celery -A workers.queue.app worker` and
 `backfire worker` both use `app` below; the API builds its own with `create_app(settings)` and
 sends tasks by name, so it never imports the pipeline (or torch).
 """
@@ -18,7 +18,7 @@ ALERT_TASK = "backfire.deliver_alert"
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("backfire", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery("backfire", broker=settings.redis_url, include=["workers.queue.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

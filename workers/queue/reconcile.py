@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 
 from workers.config import Settings
-from workers.queue import Publisher
+from workers.queue.publish import Publisher
 from workers.store import Database
 from workers.store.posts import due_for_reconcile
 
@@ -24,7 +24,7 @@ log = logging.getLogger("backfire.reconcile")
 class Reconciler:
     def __init__(self, settings: Settings, db: Database, app: Celery | None = None) -> None:
         if app is None:
-            from workers.celery_app import create_app
+            from workers.queue.app import create_app
 
             app = create_app(settings)
         self.settings = settings

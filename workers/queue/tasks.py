@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from workers.celery_app import ALERT_TASK, SCORE_TASK, WEBHOOK_TASK
 from workers.config import Settings, get_settings
 from workers.domain import Post
 from workers.errors import MediaError
+from workers.queue.app import ALERT_TASK, SCORE_TASK, WEBHOOK_TASK
 from workers.store import Database, open_database
 from workers.store import posts as repo
 from workers.store.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from workers.pipeline import Pipeline
+    from workers.scoring.pipeline import Pipeline
 
 log = logging.getLogger("backfire.worker")
 
@@ -39,7 +39,7 @@ class WorkerState:
     @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            from workers.pipeline import Pipeline
+            from workers.scoring.pipeline import Pipeline
 
             self._pipeline = Pipeline.from_settings(
                 self.settings, processes=self.settings.worker_concurrency
@@ -164,7 +164,7 @@ def _maybe_alerts(st: WorkerState, seq: int) -> None:
     The verdict is stored already: nothing here may fail or retry the scoring task. A firing
     whose message cannot be published is recorded as failed (visible in `backfire alert list`)
     rather than left pending with nobody to send it."""
-    from workers.alert_watch import evaluate_after_verdict, record_unqueued
+    from workers.notify.watch import evaluate_after_verdict, record_unqueued
 
     try:
         delivery_ids = evaluate_after_verdict(st.db, seq)
@@ -183,7 +183,7 @@ def _maybe_alerts(st: WorkerState, seq: int) -> None:
 def deliver_alert(delivery_id: int, attempt: int = 1) -> str:
     """One POST of a fired alert; the next attempt is a new message after a backoff, so a slow
     receiver occupies a worker for one attempt at a time, never for the whole retry ladder."""
-    from workers.alert_watch import send_delivery
+    from workers.notify.watch import send_delivery
 
     st = state()
     outcome, delay = send_delivery(st.settings, st.db, delivery_id, attempt)
@@ -196,7 +196,7 @@ def deliver_alert(delivery_id: int, attempt: int = 1) -> str:
 def deliver_webhook(self: Any, seq: int, attempt: int = 1) -> str:
     """POST the finished post to its callback URL; retried with exponential backoff while a
     retry could help (server errors, 408/429, network failures), else failed at once."""
-    from workers.webhooks import deliver
+    from workers.notify.webhooks import deliver
 
     st = state()
     view = repo.get_by_seq(st.db, seq)
@@ -226,7 +226,7 @@ def _start_reconciler(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     if settings.reconcile_every_s <= 0:
         return
-    from workers.reconcile import Reconciler
+    from workers.queue.reconcile import Reconciler
 
     global _parent_db
     _parent_db = open_database(settings, upgrade=False)
