@@ -12,6 +12,7 @@ from service.ratelimit import RateLimiter
 from workers.config import Settings
 from workers.media.decode import DecodeLimits
 from workers.net.guard import FetchPolicy
+from workers.queue.ingest import Ingest
 from workers.queue.publish import Publisher
 from workers.store import Database, open_database
 from workers.store.blobs import BlobStore
@@ -32,6 +33,7 @@ class ApiContext:
     keys: KeyCache
     fetch_policy: FetchPolicy
     decode_limits: DecodeLimits
+    ingest: Ingest
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiContext:
@@ -39,6 +41,10 @@ class ApiContext:
 
         db = open_database(settings)
         celery = create_app(settings)
+        blobs = BlobStore(settings.resolved_media_dir)
+        publisher = Publisher(celery, db)
+        fetch_policy = FetchPolicy.from_settings(settings)
+        decode_limits = DecodeLimits(max_pixels=settings.max_image_pixels)
         client = redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=settings.redis_timeout_s,
@@ -52,16 +58,18 @@ class ApiContext:
         return cls(
             settings=settings,
             db=db,
-            blobs=BlobStore(settings.resolved_media_dir),
+            blobs=blobs,
             celery=celery,
-            publisher=Publisher(celery, db),
+            publisher=publisher,
             redis=client,
             aredis=aclient,
             limiter=RateLimiter(aclient, settings.redis_key_prefix, settings.rate_limit_per_minute),
             keys=KeyCache(db, settings.api_key_cache_s),
-            fetch_policy=FetchPolicy.from_settings(settings),
-            decode_limits=DecodeLimits(max_pixels=settings.max_image_pixels),
-        )
+            fetch_policy=fetch_policy,
+            decode_limits=decode_limits,
+            ingest=Ingest(db, blobs, publisher, fetch_policy, decode_limits,
+                          settings.webhook_secret),
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         await self.aredis.aclose()

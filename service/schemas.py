@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workers.domain import clean_hashtag
+
 Status = Literal["queued", "running", "done", "failed", "quarantined"]
 VerdictName = Literal["backlash", "supportive", "neutral", "off_topic"]
 
@@ -30,7 +32,7 @@ class PostFields(BaseModel):
     @field_validator("hashtag")
     @classmethod
     def _strip_hash(cls, v: str | None) -> str | None:
-        return v.lstrip("#") or None if v is not None else None
+        return clean_hashtag(v)
 
     @field_validator("created_at")
     @classmethod
@@ -132,9 +134,10 @@ class AlertIn(BaseModel):
     @field_validator("hashtag")
     @classmethod
     def _strip_hash(cls, v: str) -> str:
-        if not v.lstrip("#"):
+        tag = clean_hashtag(v)
+        if tag is None:
             raise ValueError("hashtag is empty")
-        return v.lstrip("#")
+        return tag
 
     @field_validator("window")
     @classmethod

@@ -174,5 +174,13 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Settings read from the environment once per process."""
-    return Settings()
+    """Settings read from the environment once per process. A bad value is a `ConfigError`
+    naming it, which each boundary (CLI exit 2, worker and API start-up) reports once."""
+    from pydantic import ValidationError
+
+    from workers.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(f"Invalid BACKFIRE_* setting:\n{e}") from None

@@ -1,9 +1,19 @@
-"""Domain types shared by the CLI, the API and the workers. Plain dataclasses, no torch."""
+"""Domain types shared by the CLI, the API and the workers, and the small parsers they share.
+
+`ResultRow` is THE output row: `as_record()` is its one serialiser (JSONL/CSV writers, the
+verdict store, reports, alerts and the API all read what it writes) and `from_record()` its one
+parser. Plain dataclasses, no torch.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
+
+from workers.errors import UsageError
 
 VerdictLabel = Literal["backlash", "supportive", "neutral", "off_topic"]
 VERDICTS: tuple[VerdictLabel, ...] = ("backlash", "supportive", "neutral", "off_topic")
@@ -48,9 +58,113 @@ class Verdict:
     signals: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResultRow:
+    """One output row: a post's verdict, or its error. README "Output" documents the fields.
+
+    `image` is the post's image as it was given (a path or URL; None for an upload), never a
+    path inside the media store; `created_at` is the post's own time as given (None if unknown).
+    `scored_at` is set only on rows read back from the store (reports show it).
+    """
+
+    post_id: str
+    status: Literal["ok", "error"]
+    hashtag: str | None = None
+    created_at: str | None = None
+    author: str | None = None
+    image: str | None = None
+    caption_text: str = ""
+    media_sha256: str | None = None
+    pipeline_version: str | None = None
+    verdict: str | None = None
+    confidence: float | None = None
+    reasons: tuple[str, ...] = ()
+    signals: dict[str, float] | None = None
+    scenes: dict[str, float] | None = None
+    #: `CaptionScores.as_dict()`: sarcasm, sentiment, cues, model.
+    caption: dict[str, Any] | None = None
+    #: `{"type": code, "message": text}` for an error row.
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+    scored_at: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_record(self) -> dict[str, Any]:
+        """THE serialiser: the JSON-ready row every writer, store, report, alert and the API use.
+        Score fields appear only when the row has them, so an error row stays short."""
+        row: dict[str, Any] = {
+            "post_id": self.post_id,
+            "status": self.status,
+            "hashtag": self.hashtag,
+            "created_at": self.created_at,
+            "author": self.author,
+            "image": self.image,
+            "caption_text": self.caption_text,
+            "media_sha256": self.media_sha256,
+            "pipeline_version": self.pipeline_version,
+        }
+        if self.verdict is not None:
+            row.update(
+                verdict=self.verdict,
+                confidence=self.confidence,
+                reasons=list(self.reasons),
+                signals=self.signals,
+            )
+        if self.scenes is not None:
+            row["scenes"] = self.scenes
+        if self.caption is not None:
+            row["caption"] = self.caption
+        if self.error is not None:
+            row["error"] = self.error
+        if self.extra:
+            row["extra"] = self.extra
+        if self.scored_at is not None:
+            row["scored_at"] = self.scored_at
+        return row
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> ResultRow:
+        """The row a record stands for: a line of a JSONL output, a stored verdict record, or a
+        partial one (missing fields take their defaults)."""
+        confidence = rec.get("confidence")
+        return cls(
+            post_id=str(rec.get("post_id") or ""),
+            status=rec.get("status") or ("error" if rec.get("error") else "ok"),
+            hashtag=rec.get("hashtag"),
+            created_at=rec.get("created_at"),
+            author=rec.get("author"),
+            image=rec.get("image"),
+            caption_text=rec.get("caption_text") or "",
+            media_sha256=rec.get("media_sha256"),
+            pipeline_version=rec.get("pipeline_version"),
+            verdict=rec.get("verdict") or None,
+            confidence=float(confidence) if confidence not in (None, "") else None,
+            reasons=tuple(rec.get("reasons") or ()),
+            signals=rec.get("signals"),
+            scenes=rec.get("scenes"),
+            caption=rec.get("caption"),
+            error=rec.get("error"),
+            extra=rec.get("extra") or None,
+            scored_at=rec.get("scored_at"),
+        )
+
+    @classmethod
+    def of(cls, row: ResultRow | Mapping[str, Any]) -> ResultRow:
+        """`row` itself, or the row a record stands for (callers may hand either)."""
+        return row if isinstance(row, ResultRow) else cls.from_record(row)
+
+    def slim(self) -> ResultRow:
+        """The row without its score details (scenes, signals, caption scores, extra): what an
+        alert window keeps of each post, so a long run holds little memory."""
+        return replace(self, scenes=None, signals=None, caption=None, extra=None)
+
+
 @dataclass
 class PostResult:
-    """One output row: a verdict or an error for one post."""
+    """What the pipeline made of one post: a verdict or an error, with the objects behind it."""
 
     post: Post
     pipeline_version: str
@@ -64,33 +178,85 @@ class PostResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def row(self) -> ResultRow:
+        """The output row, with scores rounded to 4 places as they are published."""
+        p, v = self.post, self.verdict
+        return ResultRow(
+            post_id=p.post_id,
+            status="ok" if self.ok else "error",
+            hashtag=p.hashtag,
+            created_at=p.created_at,
+            author=p.author,
+            image=p.image,
+            caption_text=p.caption,
+            media_sha256=self.media_sha256,
+            pipeline_version=self.pipeline_version,
+            verdict=v.label if v is not None else None,
+            confidence=round(v.confidence, 4) if v is not None else None,
+            reasons=v.reasons if v is not None else (),
+            signals=_rounded(v.signals) if v is not None else None,
+            scenes=_rounded(self.scenes),
+            caption=self.caption.as_dict() if self.caption is not None else None,
+            error=self.error,
+            extra=p.extra or None,
+        )
+
     def as_record(self) -> dict[str, Any]:
-        """The JSON-ready row written by the CLI and returned by the API."""
-        p = self.post
-        row: dict[str, Any] = {
-            "post_id": p.post_id,
-            "status": "ok" if self.ok else "error",
-            "hashtag": p.hashtag,
-            "created_at": p.created_at,
-            "author": p.author,
-            "image": p.image,
-            "caption_text": p.caption,
-            "media_sha256": self.media_sha256,
-            "pipeline_version": self.pipeline_version,
-        }
-        if self.verdict is not None:
-            row.update(
-                verdict=self.verdict.label,
-                confidence=round(self.verdict.confidence, 4),
-                reasons=list(self.verdict.reasons),
-                signals={k: round(v, 4) for k, v in self.verdict.signals.items()},
-            )
-        if self.scenes is not None:
-            row["scenes"] = {k: round(v, 4) for k, v in self.scenes.items()}
-        if self.caption is not None:
-            row["caption"] = self.caption.as_dict()
-        if self.error is not None:
-            row["error"] = self.error
-        if p.extra:
-            row["extra"] = p.extra
-        return row
+        return self.row().as_record()
+
+
+def _rounded(scores: dict[str, float] | None) -> dict[str, float] | None:
+    return None if scores is None else {k: round(x, 4) for k, x in scores.items()}
+
+
+# --- the small parsers every boundary shares ---------------------------------------------------
+def clean_hashtag(tag: str | None) -> str | None:
+    """A hashtag as stored and shown: without '#' and surrounding blanks; None when empty."""
+    return (tag or "").strip().lstrip("#").strip() or None
+
+
+def hashtag_key(tag: str | None) -> str:
+    """What hashtags are matched on: the clean tag, lower-cased ('' for none)."""
+    return (clean_hashtag(tag) or "").lower()
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str | int | float, what: str = "duration") -> float:
+    """'90s', '30m', '2h', '1d', '250ms' or plain seconds -> seconds (`what` names it in the
+    error: "window", "period"...)."""
+    m = _DURATION.match(str(text).lower())
+    if not m:
+        raise UsageError(f"Cannot read the {what} {text!r}; write it like 30m, 2h, 1d or 90s.")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """Whole seconds in the largest unit that divides them: 1800 -> '30m'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (with Z or offset) or epoch seconds -> aware UTC datetime; None if unparseable."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(float(value), UTC)
+        s = str(value).strip()
+        if s.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(s), UTC)
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def iso_utc(dt: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 in UTC with a Z: how every time leaves the system."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z") if dt is not None else None

@@ -1,4 +1,4 @@
-"""/v1/alerts: early-warning rules of the calling key (workers/notify/rules.py does the work).
+"""/v1/alerts: early-warning rules of the calling key (workers/notify/ does the work).
 
 A key sees, and can remove, only its own rules (another key's rule is a plain 404), and its
 rules watch only its own posts. The webhook URL passes the SSRF checks before anything is stored;
@@ -13,8 +13,9 @@ from fastapi import APIRouter, Response
 
 from service.deps import Ctx, CurrentKey
 from service.schemas import AlertIn, AlertList, AlertOut, Problem
+from workers.domain import format_duration
 from workers.errors import NotFound
-from workers.notify.rules import AlertRule, RuleStore, add_rule, format_window, remove_rule
+from workers.notify.rules import AlertRule, RuleStore, add_rule, remove_rule
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -33,7 +34,7 @@ def _out(rule: AlertRule) -> dict[str, Any]:
         "id": rule.id,
         "hashtag": rule.hashtag,
         "backlash_share": rule.threshold,
-        "window": format_window(rule.window_s),
+        "window": format_duration(rule.window_s),
         "window_seconds": rule.window_s,
         "min_posts": rule.min_posts,
         "webhook": rule.webhook,

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from service.deps import Ctx, CurrentKey
 from service.schemas import HashtagSummary, Problem
+from workers.domain import clean_hashtag
 from workers.errors import NotFound
 from workers.report import render_report
 from workers.report.render import CSP
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"])
 @router.get("/{tag}/summary", response_model=HashtagSummary, summary="Counts for one hashtag")
 def hashtag_summary(tag: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Posts per status, verdict and detected scene; backlash share; first/last post time."""
-    return asdict(repo.summary(ctx.db, key.key_id, tag.lstrip("#")))
+    return asdict(repo.summary(ctx.db, key.key_id, clean_hashtag(tag) or ""))
 
 
 @router.get(
@@ -38,11 +39,11 @@ def hashtag_report(tag: str, ctx: Ctx, key: CurrentKey) -> HTMLResponse:
     """This key's finished posts under the hashtag: verdict shares, backlash over time, scenes,
     the posts driving it, reposted photos, failures. Thumbnails come from the media store; the
     page loads nothing from anywhere (the same policy is sent as a header as in its meta tag)."""
-    tag = tag.lstrip("#")
+    tag = clean_hashtag(tag) or ""
     rows = list(store_rows(ctx.db, ctx.settings, tag, owner=key.key_id))
     if not rows:
         raise NotFound(f"No finished posts under #{tag} for this API key yet.")
-    html = render_report(rows, settings=ctx.settings)
+    html = render_report(rows, settings=ctx.settings, blobs=ctx.blobs)
     headers = {
         "Content-Security-Policy": CSP,
         "X-Content-Type-Options": "nosniff",

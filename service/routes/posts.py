@@ -11,7 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from service.context import ApiContext
 from service.deps import Ctx, CurrentKey
 from service.schemas import (
     PostAccepted,
@@ -23,10 +22,9 @@ from service.schemas import (
     Status,
     VerdictName,
 )
+from workers.domain import clean_hashtag
 from workers.errors import InvalidRequest, UnsupportedMediaType
-from workers.media.decode import check_image
 from workers.net.fetch import fetch_url
-from workers.net.guard import check_url
 from workers.store import posts as repo
 from workers.store.views import post_resource
 
@@ -125,37 +123,11 @@ async def create_post(
         caption=meta.caption, hashtag=meta.hashtag, created_at=meta.created_at,
         author=meta.author, image_url=image_url, callback_url=meta.callback_url,
     )  # fmt: skip
-    row, created = await run_in_threadpool(_ingest, ctx, new, data)
+    # Everything after the body is read happens in one worker-thread hop (each hop costs a
+    # context switch and a wake-up of the event loop): the one ingest path of the queue side.
+    media = data if data is not None else lambda: fetch_url(image_url, ctx.fetch_policy).data
+    row, created = await run_in_threadpool(ctx.ingest.accept, new, media)
     return _accepted(row, duplicate=not created)
-
-
-def _ingest(ctx: ApiContext, new: repo.NewPost, data: bytes | None) -> tuple[Any, bool]:
-    """Everything after the body is read, in one worker-thread hop (each hop to the thread pool
-    costs a context switch and a wake-up of the event loop): dedup, fetch, checks, durable
-    store, commit, publish. Returns (post row, created)."""
-    existing = repo.find_existing(ctx.db, new)
-    if existing is not None:
-        return existing, False
-    if data is None:  # fetched only now: a re-sent post never downloads its image again
-        assert new.image_url is not None
-        data = fetch_url(new.image_url, ctx.fetch_policy).data
-    if new.callback_url:
-        if not ctx.settings.webhook_secret:
-            raise InvalidRequest(
-                "Webhooks are not enabled on this server (no signing secret is configured); "
-                "poll the status URL instead."
-            )
-        check_url(new.callback_url, ctx.fetch_policy)
-    # Sniff and check the header without decoding pixels: 415 / 422 here, not in the worker.
-    check_image(data, ctx.decode_limits)
-    new.media_sha256 = ctx.blobs.put(data)
-    # Stamp `enqueued_at` in the INSERT when a publish will be tried right after the commit
-    # (one write transaction instead of two); the publisher clears it if the send fails.
-    premark = not ctx.publisher.broker_down
-    row, created = repo.create_post(ctx.db, new, enqueued=premark)
-    if created:
-        ctx.publisher.publish([row.seq], premarked=premark)
-    return row, created
 
 
 def _accepted(row: Any, duplicate: bool) -> PostAccepted:
@@ -206,7 +178,7 @@ def list_posts(
 
         since = since.replace(tzinfo=UTC)
     views = repo.list_posts(
-        ctx.db, key.key_id, hashtag=hashtag.lstrip("#") if hashtag else None, verdict=verdict,
+        ctx.db, key.key_id, hashtag=clean_hashtag(hashtag), verdict=verdict,
         status=status, since=since, after_seq=_seq(cursor), limit=limit + 1,
     )  # fmt: skip
     more = len(views) > limit

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.alerts.receiver import Receiver
-from workers.cli import app
+from workers.cli.app import app
 from workers.config import Settings, get_settings
-from workers.notify.rules import AlertTee, RuleStore, add_rule, evaluate_rows, parse_window
+from workers.notify.alerts import AlertTee, evaluate_rows
+from workers.notify.rules import RuleStore, add_rule, parse_window
 from workers.store import open_database
 from workers.store.models import AlertRuleRow
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.report.browser import Browser, find_chromium
 from tests.report.gen import make_run
-from workers.cli import app
+from workers.cli.app import app
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="chromium is not installed (.ci/run installs it)"

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.report.gen import make_image
-from workers.cli import app
+from workers.cli.app import app
 from workers.config import Settings, get_settings
 from workers.report.store_rows import store_rows
 from workers.store import open_database

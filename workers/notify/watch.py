@@ -1,6 +1,6 @@
-"""Alerts as verdicts arrive: the workers' side of workers/notify/rules.py. Light: no torch.
+"""Alerts as verdicts arrive: the workers' side of the alert rules. Light: no torch.
 
-After the score task stores a verdict it calls `evaluate_after_verdict`: the rules of that post's
+After the score task stores a verdict it calls `evaluate_for`: the rules of that post's
 hashtag (the operator's, and those of the key that posted it) are locked and evaluated on the
 window read from the store; each firing becomes a pending delivery row, and its id goes to the
 small `deliver_alert` task, so retries with backoff never hold up scoring. `send_delivery` is
@@ -10,13 +10,15 @@ that task's body: one attempt per message, the next attempt re-published with a 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from workers.config import Settings
-from workers.notify.rules import fire_rules, norm_tag, post_json
+from workers.domain import hashtag_key
+from workers.notify.backoff import Ladder
+from workers.notify.rules import Timed, fire_rules, post_json
 from workers.store import Database
 from workers.store import alerts as store
 from workers.store.models import AlertRuleRow, PostRow
@@ -24,18 +26,24 @@ from workers.store.models import AlertRuleRow, PostRow
 log = logging.getLogger("backfire.alerts")
 
 
-def evaluate_after_verdict(db: Database, seq: int, now: datetime | None = None) -> list[int]:
+def evaluate_after_verdict(db: Database, seq: int) -> list[int]:
     """Evaluate the rules post `seq` can move; returns the ids of the deliveries to send."""
     with db.read() as s:
         post = s.scalar(select(PostRow).where(PostRow.seq == seq))
-    if post is None or post.status != "done" or not post.hashtag:
+    if post is None or post.status != "done":
         return []
-    key = norm_tag(post.hashtag)
-    if not store.has_rules(db, key):  # the usual case: no write transaction at all
+    return evaluate_for(db, post)
+
+
+def evaluate_for(db: Database, post: PostRow) -> list[int]:
+    """The same for a post the caller holds, just scored ok (the score task's own copy of the
+    row: no second read)."""
+    key = hashtag_key(post.hashtag)
+    if not key or not store.has_rules(db, key):  # the usual case: no write transaction at all
         return []
     posted_at = post.posted_at
 
-    def rows_for(s: Any, rule: AlertRuleRow) -> list[dict[str, Any]]:
+    def rows_for(s: Any, rule: AlertRuleRow) -> list[Timed]:
         # From one window before the older of "last evaluated" and this post: enough to fill
         # the window of every post this evaluation can fire on.
         start = min(rule.evaluated_until or posted_at, posted_at)
@@ -46,7 +54,7 @@ def evaluate_after_verdict(db: Database, seq: int, now: datetime | None = None) 
         rules = store.rules_to_evaluate(s, hashtag_key=key, post_owner=post.owner)
         if not rules:
             return []
-        firings = fire_rules(s, rules, lambda r: rows_for(s, r), now or datetime.now(UTC))
+        firings = fire_rules(s, rules, lambda r: rows_for(s, r))
     return [delivery_id for _f, delivery_id in firings]
 
 
@@ -63,11 +71,10 @@ def send_delivery(
     if result.ok:
         store.set_delivery_state(db, delivery_id, "sent", attempt, result.status)
         return "sent", None
-    if attempt >= settings.alert_attempts or not result.retry:
-        store.set_delivery_state(db, delivery_id, "failed", attempt, result.status, result.error)
-        return "failed", None
-    store.set_delivery_state(db, delivery_id, "pending", attempt, result.status, result.error)
-    return "retrying", settings.alert_backoff_s * 2 ** (attempt - 1)
+    delay = Ladder.for_alerts(settings).next_delay(attempt, result.retry)
+    state = "failed" if delay is None else "pending"
+    store.set_delivery_state(db, delivery_id, state, attempt, result.status, result.error)
+    return ("failed" if delay is None else "retrying"), delay
 
 
 def record_unqueued(db: Database, delivery_id: int, exc: BaseException) -> None:

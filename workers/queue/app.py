@@ -1,9 +1,11 @@
 """The Celery app, configured from the one Settings object (decision 4 of DESIGN.md).
 
 Messages carry post ids only (JSON, never pickle); Redis is transport, the database is the
-truth, so Celery results are ignored. `celery -A workers.queue.app worker` and
-`backfire worker` both use `app` below; the API builds its own with `create_app(settings)` and
-sends tasks by name, so it never imports the pipeline (or torch).
+truth, so Celery results are ignored. Task names are explicit strings, so messages queued by an
+older release still find their task. `celery -A workers.queue.app worker` finds `app` below,
+built on first access (importing this module reads no settings); `backfire worker` and the API
+build theirs with `create_app(settings)`, and the API sends tasks by name, so it never imports
+the pipeline (or torch).
 """
 
 from __future__ import annotations
@@ -52,8 +54,17 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    app.backfire_settings = settings  # type: ignore[attr-defined]  # what the tasks read
     return app
 
 
-app = create_app(get_settings())
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    # `celery -A workers.queue.app` (and tests' helper apps) use the environment's settings.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app(get_settings())
+        return _app
+    raise AttributeError(name)

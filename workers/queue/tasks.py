@@ -1,7 +1,8 @@
 """Celery tasks: thin, like web views. Load the row, call the pipeline, write the result.
 
 State (database, media store, pipeline) is built once per worker process, in that process: the
-model loads at `worker_process_init`, and nothing opened in the parent is used after fork.
+model loads at `worker_process_init`, and nothing opened in the parent is used after fork. The
+settings are the ones `backfire worker` configured (`configure`), else the environment's.
 """
 
 from __future__ import annotations
@@ -18,15 +19,30 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from workers.config import Settings, get_settings
 from workers.domain import Post
 from workers.errors import MediaError
+from workers.notify.backoff import Ladder
 from workers.queue.app import ALERT_TASK, SCORE_TASK, WEBHOOK_TASK
 from workers.store import Database, open_database
 from workers.store import posts as repo
 from workers.store.blobs import BlobStore
+from workers.store.models import PostRow
 
 if TYPE_CHECKING:
-    from workers.scoring.pipeline import Pipeline
+    from workers.scoring.pipeline import Pipeline, Scenes
 
 log = logging.getLogger("backfire.worker")
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """The settings this worker runs with (`backfire worker`'s options laid over the
+    environment); set before the worker starts, so its forked children inherit them."""
+    global _settings, _state
+    _settings, _state = settings, None
+
+
+def current_settings() -> Settings:
+    return _settings or get_settings()
 
 
 @dataclass
@@ -54,7 +70,7 @@ _parent_db: Database | None = None  # the reconciler's, in the main worker proce
 def state() -> WorkerState:
     global _state
     if _state is None:
-        settings = get_settings()
+        settings = current_settings()
         blobs = BlobStore(settings.resolved_media_dir)
         _state = WorkerState(settings, open_database(settings), blobs)
     return _state
@@ -72,7 +88,22 @@ def _init_child(**_: Any) -> None:
     state().pipeline  # noqa: B018  load the model now, not in the first task
 
 
-def _post_of(row: Any) -> Post:
+class StoreSceneCache:
+    """Scene probabilities of images already scored by any worker (same pipeline version), so an
+    identical image is encoded once across the whole queue. Decode errors are not kept."""
+
+    def __init__(self, db: Database, version: str) -> None:
+        self.db, self.version = db, version
+
+    def get(self, sha: str) -> Scenes | None:
+        return repo.cached_scenes(self.db, sha, self.version)
+
+    def put(self, sha: str, known: Scenes | MediaError) -> None:
+        if not isinstance(known, MediaError):
+            repo.cache_scenes(self.db, sha, self.version, known)
+
+
+def _post_of(row: PostRow) -> Post:
     return Post(
         post_id=row.post_id,
         image=row.image_url,
@@ -88,37 +119,30 @@ def score_post(self: Any, seq: int) -> str:
     """Score post `seq` once per pipeline version, whatever the number of deliveries.
 
     Attempts are counted in the database (not by Celery: a killed worker never reports back), so
-    `max_retries` is off here and `settings.max_attempts` decides when to give up.
+    `max_retries` is off here and `settings.max_attempts` decides when to give up. The post row
+    is read once, by the claim; everything after works on that copy.
     """
     st = state()
     pipeline = st.pipeline
-    outcome = repo.claim(st.db, seq, pipeline.version, st.settings.max_attempts)
-    if outcome != "run":
-        if outcome == "quarantined":
+    outcome, row = repo.claim_row(st.db, seq, pipeline.version, st.settings.max_attempts)
+    if outcome != "run" or row is None:
+        if outcome == "quarantined" and row is not None:
             log.warning("post %s quarantined after repeated worker crashes", seq)
-            _maybe_webhook(st, seq)
+            _maybe_webhook(row)
         return outcome
     try:
-        return _score(st, pipeline, seq)
+        return _score(st, pipeline, row)
     except Exception as e:  # the Celery boundary: anything else is retried, then quarantined
-        return _after_error(self, st, seq, e)
+        return _after_error(self, st, row, e)
 
 
-def _score(st: WorkerState, pipeline: Pipeline, seq: int) -> str:
-    view = repo.get_by_seq(st.db, seq)
-    assert view is not None
-    row = view.post
+def _score(st: WorkerState, pipeline: Pipeline, row: PostRow) -> str:
     post = _post_of(row)
     started = time.perf_counter()
     try:
         data = st.blobs.get(row.media_sha256)
-        cached = repo.cached_scenes(st.db, row.media_sha256, pipeline.version)
-        if cached is not None:  # identical image already scored: caption + policy only
-            result = pipeline.results([post], [cached], [row.media_sha256])[0]
-        else:
-            result = pipeline.score_items([(post, data)])[0]
-            if result.scenes is not None:
-                repo.cache_scenes(st.db, row.media_sha256, pipeline.version, result.scenes)
+        cache = StoreSceneCache(st.db, pipeline.version)
+        result = pipeline.score_items([(post, data)], cache)[0]
     except MediaError as e:
         # The input is bad: retrying cannot help. The post fails now, with its reason.
         result = pipeline.error_result(post, e, row.media_sha256)
@@ -126,17 +150,19 @@ def _score(st: WorkerState, pipeline: Pipeline, seq: int) -> str:
     thresholds = {n: s.threshold for n, s in pipeline.scenes.prompts.scenes.items()}
     detected = sorted(n for n, p in (result.scenes or {}).items() if p >= thresholds.get(n, 1.0))
     repo.record_result(
-        st.db, seq, pipeline.version, result.as_record(), detected=detected, scoring_s=elapsed
-    )
-    _maybe_webhook(st, seq)
+        st.db, row.seq, pipeline.version, result.as_record(), detected=detected,
+        scoring_s=elapsed,
+    )  # fmt: skip
+    _maybe_webhook(row)
     if result.ok:
-        _maybe_alerts(st, seq)
+        _maybe_alerts(st, row)
     return "done" if result.ok else "failed"
 
 
-def _after_error(task: Any, st: WorkerState, seq: int, exc: Exception) -> str:
+def _after_error(task: Any, st: WorkerState, row: PostRow, exc: Exception) -> str:
     """Record an unexpected exception; retry with exponential backoff, or quarantine the post
     once it has had `max_attempts` attempts. The worker process itself keeps serving."""
+    seq = row.seq
     log.exception("scoring post %s raised", seq)
     error = {"type": "worker-error", "message": f"{type(exc).__name__}: {exc}"}
     decision, attempts = repo.record_failure(st.db, seq, error, st.settings.max_attempts)
@@ -144,32 +170,32 @@ def _after_error(task: Any, st: WorkerState, seq: int, exc: Exception) -> str:
         return "skip"
     if decision == "quarantined":
         log.warning("post %s quarantined after %d failed attempts", seq, attempts)
-        _maybe_webhook(st, seq)
+        _maybe_webhook(row)
         return "quarantined"
-    delay = st.settings.task_retry_backoff_s * 2 ** max(0, attempts - 1)
+    delay = Ladder.for_tasks(st.settings).delay(attempts)
     # If the retry cannot be published (broker down), Celery rejects the message; the post is
     # `queued` in the database, so the reconciler sends it again later.
     raise task.retry(exc=exc, countdown=delay)
 
 
-def _maybe_webhook(st: WorkerState, seq: int) -> None:
-    view = repo.get_by_seq(st.db, seq)
-    if view is not None and view.post.callback_url and view.post.webhook_status == "pending":
-        deliver_webhook.apply_async(args=[seq, 1])
+def _maybe_webhook(row: PostRow) -> None:
+    # The claim's copy: a webhook is `pending` from upload until this post's delivery ends.
+    if row.callback_url and row.webhook_status == "pending":
+        deliver_webhook.apply_async(args=[row.seq, 1])
 
 
-def _maybe_alerts(st: WorkerState, seq: int) -> None:
+def _maybe_alerts(st: WorkerState, row: PostRow) -> None:
     """Evaluate the alert rules this verdict can move; hand firings to `deliver_alert`.
 
     The verdict is stored already: nothing here may fail or retry the scoring task. A firing
     whose message cannot be published is recorded as failed (visible in `backfire alert list`)
     rather than left pending with nobody to send it."""
-    from workers.notify.watch import evaluate_after_verdict, record_unqueued
+    from workers.notify.watch import evaluate_for, record_unqueued
 
     try:
-        delivery_ids = evaluate_after_verdict(st.db, seq)
+        delivery_ids = evaluate_for(st.db, row)
     except Exception:
-        log.exception("alert rules not evaluated after post %s", seq)
+        log.exception("alert rules not evaluated after post %s", row.seq)
         return
     for delivery_id in delivery_ids:
         try:
@@ -206,13 +232,13 @@ def deliver_webhook(self: Any, seq: int, attempt: int = 1) -> str:
     if outcome.ok:
         repo.set_webhook_state(st.db, seq, "delivered", attempt)
         return "delivered"
-    if attempt >= st.settings.webhook_max_attempts or not outcome.retry:
+    delay = Ladder.for_webhooks(st.settings).next_delay(attempt, outcome.retry)
+    if delay is None:
         repo.set_webhook_state(st.db, seq, "failed", attempt)
         log.warning("webhook for post %s failed after %d attempt(s): %s", seq, attempt,
                     outcome.error)  # fmt: skip
         return "failed"
     repo.set_webhook_state(st.db, seq, "pending", attempt)
-    delay = st.settings.webhook_backoff_s * 2 ** (attempt - 1)
     deliver_webhook.apply_async(args=[seq, attempt + 1], countdown=delay)
     return "retrying"
 
@@ -223,7 +249,7 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def _start_reconciler(sender: Any = None, **_: Any) -> None:
-    settings = get_settings()
+    settings = current_settings()
     if settings.reconcile_every_s <= 0:
         return
     from workers.queue.reconcile import Reconciler

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.config import Settings, get_settings
+from workers.domain import ResultRow
 from workers.errors import BackfireError
 from workers.net.guard import FetchPolicy
 from workers.report.data import ReportModel, build_model, image_key
@@ -23,6 +24,7 @@ from workers.report.images import (
     thumbnail_uri,
 )
 from workers.report.render import render
+from workers.store.blobs import BlobStore
 
 MAX_HASHED = 1500
 TOP_N = 12
@@ -40,26 +42,26 @@ def scene_thresholds(settings: Settings) -> dict[str, tuple[str, float]]:
     return {name: (s.group, s.threshold) for name, s in ps.scenes.items()}
 
 
-def _hash_candidates(rows: list[dict[str, Any]], limit: int) -> list[tuple[str, str | None]]:
+def _hash_candidates(rows: list[ResultRow], limit: int) -> list[tuple[str, ResultRow]]:
     """Distinct images worth hashing: most-posted first, then the most confident verdicts
     (those are the ones the top lists and duplicate clusters show)."""
-    best: dict[str, tuple[int, float, str | None]] = {}
+    best: dict[str, tuple[int, float, ResultRow]] = {}
     for r in rows:
-        if r.get("status", "ok") != "ok" or not r.get("image"):
+        if not r.ok or not (r.image or r.media_sha256):
             continue
         k = image_key(r)
-        n, conf, ref = best.get(k, (0, 0.0, r.get("image")))
-        c = float(r.get("confidence") or 0) if r.get("verdict") in ("backlash", "supportive") else 0
-        best[k] = (n + 1, max(conf, c), ref)
+        n, conf, first = best.get(k, (0, 0.0, r))
+        c = (r.confidence or 0.0) if r.verdict in ("backlash", "supportive") else 0.0
+        best[k] = (n + 1, max(conf, c), first)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
     return [(k, v[2]) for k, v in ranked[:limit]]
 
 
-def _sensitive(row: dict[str, Any], thresholds: dict[str, tuple[str, float]]) -> bool:
+def _sensitive(row: ResultRow, thresholds: dict[str, tuple[str, float]]) -> bool:
     """Blur backlash posts and any photo where a force scene (arrest, weapon...) was seen."""
-    if row.get("verdict") == "backlash":
+    if row.verdict == "backlash":
         return True
-    for name, p in (row.get("scenes") or {}).items():
+    for name, p in (row.scenes or {}).items():
         group, thr = thresholds.get(name, ("", 1.1))
         if group == "force" and float(p or 0) >= thr:
             return True
@@ -67,11 +69,12 @@ def _sensitive(row: dict[str, Any], thresholds: dict[str, tuple[str, float]]) ->
 
 
 def build_report(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[ResultRow | dict[str, Any]],
     *,
     settings: Settings | None = None,
     fetch_thumbnails: bool = False,
     base_dir: Path | None = None,
+    blobs: BlobStore | None = None,
     title: str | None = None,
     scored_at: str | None = None,
     max_hashed: int = MAX_HASHED,
@@ -79,11 +82,11 @@ def build_report(
 ) -> tuple[ReportModel, str]:
     """The report model and its HTML. See `render_report`."""
     settings = settings or get_settings()
-    rows = list(rows)
+    rows = [ResultRow.of(r) for r in rows]
     thresholds = scene_thresholds(settings)
     loader = ImageLoader(
         FetchPolicy.from_settings(settings), fetch=fetch_thumbnails, base_dir=base_dir,
-        max_pixels=settings.max_image_pixels,
+        max_pixels=settings.max_image_pixels, blobs=blobs,
     )  # fmt: skip
     hashes = hash_images(loader, _hash_candidates(rows, max_hashed))
     clusters = near_duplicate_clusters(hashes)
@@ -100,10 +103,10 @@ def build_report(
     thumbs: dict[str, str | None] = {}
     sensitive: set[str] = set()
     for r in shown:
-        pid = str(r.get("post_id"))
+        pid = r.post_id
         if pid in thumbs:
             continue
-        img = loader.load(r.get("image"))
+        img = loader.load_row(r)
         thumbs[pid] = thumbnail_uri(img) if img is not None else None
         if clusters.get(image_key(r), image_key(r)) in hot:
             sensitive.add(pid)
@@ -112,21 +115,23 @@ def build_report(
 
 
 def render_report(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[ResultRow | dict[str, Any]],
     *,
     settings: Settings | None = None,
     fetch_thumbnails: bool = False,
     base_dir: Path | None = None,
+    blobs: BlobStore | None = None,
     title: str | None = None,
     scored_at: str | None = None,
 ) -> str:
-    """One self-contained HTML page for verdict rows (`PostResult.as_record()` dicts).
+    """One self-contained HTML page for verdict rows (`ResultRow`s or their records).
 
-    For the CLI and for the API's `GET /v1/hashtags/{tag}/report`. Image URLs are fetched (with
-    the SSRF-safe fetcher) only if `fetch_thumbnails`; local paths are read (relative ones also
-    under `base_dir`). Missing images become placeholders. Never touches the network otherwise.
+    For the CLI and for the API's `GET /v1/hashtags/{tag}/report`. Thumbnails come from `blobs`
+    (the media store, by sha256) when given; image URLs are fetched (with the SSRF-safe fetcher)
+    only if `fetch_thumbnails`; local paths are read (relative ones also under `base_dir`).
+    Missing images become placeholders. Never touches the network otherwise.
     """
     return build_report(
         rows, settings=settings, fetch_thumbnails=fetch_thumbnails, base_dir=base_dir,
-        title=title, scored_at=scored_at,
+        blobs=blobs, title=title, scored_at=scored_at,
     )[1]  # fmt: skip

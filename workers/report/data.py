@@ -1,6 +1,6 @@
 """Rows → the report model: counts, shares, time buckets, scenes, top posts, failures.
 
-Pure Python over the verdict rows (`PostResult.as_record()`), no images and no HTML: the
+Pure Python over the typed verdict rows (`ResultRow`), no images and no HTML: the
 renderer and the API both consume `ReportModel`. Everything here is linear in the number of rows
 so 100,000 rows aggregate in well under a second.
 """
@@ -12,11 +12,11 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workers.domain import VERDICTS
+from workers.domain import VERDICTS, ResultRow, clean_hashtag, parse_time
 from workers.errors import InputFormatError
 
 #: Keys in `extra` (from export readers) that count re-shares of a post.
@@ -44,7 +44,7 @@ class Group:
     """Posts of the same image (exact bytes or near-duplicate): reach is counted per group."""
 
     key: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
 
     @property
     def posts(self) -> int:
@@ -53,7 +53,7 @@ class Group:
 
 @dataclass
 class TopPost:
-    row: dict[str, Any]
+    row: ResultRow
     score: float
     reach: int
     same_image_posts: int
@@ -67,7 +67,7 @@ class DupCluster:
     posts: int
     files: int  # distinct image files (1 = exact reposts only)
     verdicts: dict[str, int]
-    rep: dict[str, Any]  # the post shown for it: its most confident one
+    rep: ResultRow  # the post shown for it: its most confident one
 
 
 @dataclass
@@ -104,12 +104,12 @@ class ReportModel:
 
 
 # --- reading rows -----------------------------------------------------------------------------
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+def read_rows(path: Path) -> Iterator[ResultRow]:
     """Rows from a `backfire score` output file (JSONL, or CSV with flattened columns)."""
     if not path.is_file():
         raise InputFormatError(f"No such verdicts file: {path}")
     if path.suffix.lower() == ".csv":
-        yield from _read_csv(path)
+        yield from map(ResultRow.from_record, _read_csv(path))
         return
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -123,7 +123,7 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if not isinstance(row, dict):
                 raise InputFormatError(f"{path}:{n}: expected a JSON object per line")
-            yield row
+            yield ResultRow.from_record(row)
 
 
 def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
@@ -149,34 +149,18 @@ def _float(v: Any, default: float = 0.0) -> float:
         return default
 
 
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 (with Z or offset) or epoch seconds → aware UTC datetime; None if unparseable."""
-    if value in (None, ""):
-        return None
-    try:
-        if isinstance(value, int | float):
-            return datetime.fromtimestamp(float(value), UTC)
-        s = str(value).strip()
-        if s.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(s), UTC)
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def reposts_of(row: dict[str, Any]) -> int:
+def reposts_of(row: ResultRow) -> int:
     """Re-shares the platform counted for this post (0 if the export has none)."""
-    extra = row.get("extra") or {}
+    extra = row.extra or {}
     for key in REPOST_KEYS:
         if key in extra:
             return max(0, int(_float(extra[key])))
     return 0
 
 
-def image_key(row: dict[str, Any]) -> str:
+def image_key(row: ResultRow) -> str:
     """Identity of the image: its sha256 when scored, else its reference, else the post."""
-    return str(row.get("media_sha256") or row.get("image") or f"post:{row.get('post_id')}")
+    return row.media_sha256 or row.image or f"post:{row.post_id}"
 
 
 def _floor(dt: datetime, unit: str) -> datetime:
@@ -205,7 +189,7 @@ def make_buckets(times: list[tuple[datetime, bool]]) -> tuple[str, list[Bucket]]
 
 # --- the model --------------------------------------------------------------------------------
 def build_model(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[ResultRow | dict[str, Any]],
     *,
     scene_thresholds: dict[str, tuple[str, float]] | None = None,
     clusters: dict[str, str] | None = None,
@@ -219,32 +203,32 @@ def build_model(
     count at 0.5. `clusters` maps an `image_key` to its near-duplicate cluster key, so reposts
     and re-crops of one photo add up to one reach (see `dedupe.py`).
     """
-    rows = list(rows)
+    rows = [ResultRow.of(r) for r in rows]
     scene_thresholds = scene_thresholds or {}
     clusters = clusters or {}
-    ok_rows = [r for r in rows if r.get("status", "ok") == "ok" and r.get("verdict")]
-    failed_rows = [r for r in rows if r.get("status") == "error"]
+    ok_rows = [r for r in rows if r.ok and r.verdict]
+    failed_rows = [r for r in rows if not r.ok]
 
     counts = Counter({v: 0 for v in VERDICTS})
-    counts.update(str(r["verdict"]) for r in ok_rows)
-    versions = Counter(str(r.get("pipeline_version") or "unknown") for r in rows)
-    hashtags = Counter(str(r["hashtag"]).lstrip("#") for r in rows if r.get("hashtag"))
+    counts.update(str(r.verdict) for r in ok_rows)
+    versions = Counter(r.pipeline_version or "unknown" for r in rows)
+    hashtags = Counter(h for h in (clean_hashtag(r.hashtag) for r in rows) if h)
 
     timed: list[tuple[datetime, bool]] = []
     undated = 0
     for r in ok_rows:
-        t = parse_time(r.get("created_at"))
+        t = parse_time(r.created_at)
         if t is None:
             undated += 1
         else:
-            timed.append((t, r["verdict"] == "backlash"))
+            timed.append((t, r.verdict == "backlash"))
     unit, buckets = make_buckets(timed)
 
     scene_hits: Counter[str] = Counter()
     for r in ok_rows:
-        if r["verdict"] != "backlash":
+        if r.verdict != "backlash":
             continue
-        for name, p in (r.get("scenes") or {}).items():
+        for name, p in (r.scenes or {}).items():
             _group, thr = scene_thresholds.get(name, ("", 0.5))
             if _float(p) >= thr:
                 scene_hits[name] += 1
@@ -288,13 +272,13 @@ def top_posts(groups: Iterable[Group], verdict: str, n: int) -> list[TopPost]:
     confidence × reach, where reach = posts of that image + reposts counted by the platform."""
     out: list[TopPost] = []
     for g in groups:
-        mine = [r for r in g.rows if r.get("verdict") == verdict]
+        mine = [r for r in g.rows if r.verdict == verdict]
         if not mine:
             continue
-        best = max(mine, key=lambda r: _float(r.get("confidence")))
+        best = max(mine, key=lambda r: r.confidence or 0.0)
         reach = g.posts + sum(reposts_of(r) for r in g.rows)
-        out.append(TopPost(best, _float(best.get("confidence")) * reach, reach, g.posts))
-    out.sort(key=lambda t: (-t.score, str(t.row.get("post_id"))))
+        out.append(TopPost(best, (best.confidence or 0.0) * reach, reach, g.posts))
+    out.sort(key=lambda t: (-t.score, t.row.post_id))
     return out[:n]
 
 
@@ -303,25 +287,25 @@ def dup_clusters(groups: Iterable[Group], n: int) -> list[DupCluster]:
     for g in groups:
         if g.posts < 2:
             continue
-        rep = max(g.rows, key=lambda r: _float(r.get("confidence")))
-        verdicts = Counter(str(r.get("verdict")) for r in g.rows)
+        rep = max(g.rows, key=lambda r: r.confidence or 0.0)
+        verdicts = Counter(str(r.verdict) for r in g.rows)
         files = len({image_key(r) for r in g.rows})
         out.append(DupCluster(g.key, g.posts, files, dict(verdicts.most_common()), rep))
     out.sort(key=lambda c: (-c.posts, c.key))
     return out[:n]
 
 
-def _failures(rows: list[dict[str, Any]]) -> list[FailureGroup]:
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def _failures(rows: list[ResultRow]) -> list[FailureGroup]:
+    by: dict[str, list[ResultRow]] = defaultdict(list)
     for r in rows:
-        by[str((r.get("error") or {}).get("type") or "unknown")].append(r)
+        by[str((r.error or {}).get("type") or "unknown")].append(r)
     return sorted(
         (
             FailureGroup(
                 code,
                 len(rs),
-                str((rs[0].get("error") or {}).get("message") or ""),
-                [str(r.get("post_id")) for r in rs[:5]],
+                str((rs[0].error or {}).get("message") or ""),
+                [r.post_id for r in rs[:5]],
             )
             for code, rs in by.items()
         ),
@@ -339,7 +323,7 @@ def _title(hashtags: Counter[str]) -> str:
     )
 
 
-def _latest(rows: list[dict[str, Any]]) -> str | None:
-    # Rows written by the store carry scored_at; JSONL rows may not (the CLI passes file mtime).
-    stamps = [str(r["scored_at"]) for r in rows if r.get("scored_at")]
-    return max(stamps) if stamps else None
+def _latest(rows: list[ResultRow]) -> str | None:
+    # Rows read from the store carry scored_at; JSONL rows do not (the CLI passes file mtime).
+    stamps = [t for t in (parse_time(r.scored_at) for r in rows) if t is not None]
+    return max(stamps).strftime("%-d %b %Y %H:%M UTC") if stamps else None

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from workers.domain import ResultRow
 from workers.errors import BackfireError
 from workers.media.decode import DecodeLimits, decode_image
 from workers.media.source import is_url, read_media
 from workers.net.guard import FetchPolicy
+from workers.store.blobs import BlobStore
 
 THUMB_SIDE = 160
 THUMB_QUALITY = 68
@@ -38,7 +40,20 @@ class ImageLoader:
     fetch: bool = False
     base_dir: Path | None = None
     max_pixels: int = 60_000_000
+    #: The media store: a row's image is read from it by sha256 when it holds the bytes.
+    blobs: BlobStore | None = None
     _cache: dict[str, Image.Image | None] = field(default_factory=dict)
+
+    def load_row(self, row: ResultRow) -> Image.Image | None:
+        """The row's picture: from the media store when it has the bytes, else its reference."""
+        if self.blobs is not None and row.media_sha256:
+            try:
+                path = self.blobs.path(row.media_sha256)
+            except ValueError:  # not a sha256 (a hand-edited file): use the reference
+                path = None
+            if path is not None and path.is_file():
+                return self.load(str(path))
+        return self.load(row.image)
 
     def load(self, ref: str | None) -> Image.Image | None:
         if not ref:
@@ -116,11 +131,11 @@ def near_duplicate_clusters(
     return {k: keys[find(i)] for i, k in enumerate(keys)}
 
 
-def hash_images(loader: ImageLoader, refs: Iterable[tuple[str, str | None]]) -> dict[str, int]:
-    """dHash of each (key, ref) whose image loads; the others are left out (no cluster)."""
+def hash_images(loader: ImageLoader, rows: Iterable[tuple[str, ResultRow]]) -> dict[str, int]:
+    """dHash of each (key, row) whose image loads; the others are left out (no cluster)."""
     out: dict[str, int] = {}
-    for key, ref in refs:
-        img = loader.load(ref)
+    for key, row in rows:
+        img = loader.load_row(row)
         if img is not None:
             out[key] = dhash(img)
     return out

@@ -12,6 +12,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from workers.domain import ResultRow, parse_time
 from workers.report.data import Bucket, DupCluster, ReportModel, TopPost
 from workers.report.style import CSS
 
@@ -278,10 +279,10 @@ def _scenes(m: ReportModel) -> str:
     )
 
 
-def _thumb(row: dict[str, Any], thumbs: dict[str, str | None], sensitive: set[str]) -> str:
-    pid = str(row.get("post_id"))
+def _thumb(row: ResultRow, thumbs: dict[str, str | None], sensitive: set[str]) -> str:
+    pid = row.post_id
     uri = thumbs.get(pid)
-    caption = str(row.get("caption_text") or "").strip()
+    caption = row.caption_text.strip()
     alt = f"Photo posted with the caption: {caption}" if caption else "Photo posted without caption"
     if not uri:
         return (
@@ -301,19 +302,19 @@ def _thumb(row: dict[str, Any], thumbs: dict[str, str | None], sensitive: set[st
 
 def _post_card(t: TopPost, rank: int, thumbs: dict[str, str | None], sensitive: set[str]) -> str:
     r = t.row
-    reasons = "".join(f"<li>{e(x)}</li>" for x in (r.get("reasons") or [])[:5])
-    who = e(r.get("author") or "unknown author")
-    when = fmt_time(_dt(r.get("created_at")))
+    reasons = "".join(f"<li>{e(x)}</li>" for x in r.reasons[:5])
+    who = e(r.author or "unknown author")
+    when = fmt_time(parse_time(r.created_at))
     same = f"; this photo was posted {t.same_image_posts:,} times" if t.same_image_posts > 1 else ""
-    caption = str(r.get("caption_text") or "")
+    caption = r.caption_text
     return (
-        f'<li class="post" data-post-id="{e(r.get("post_id"))}">'
+        f'<li class="post" data-post-id="{e(r.post_id)}">'
         f"{_thumb(r, thumbs, sensitive)}"
         '<div class="body">'
-        f'<p class="head"><span class="rank">#{rank}</span> {_verdict_badge(str(r.get("verdict")))}'
-        f" confidence {float(r.get('confidence') or 0):.2f} · reach {t.reach:,}</p>"
+        f'<p class="head"><span class="rank">#{rank}</span> {_verdict_badge(str(r.verdict))}'
+        f" confidence {r.confidence or 0.0:.2f} · reach {t.reach:,}</p>"
         f'<blockquote class="caption">{e(caption) or "<em>no caption</em>"}</blockquote>'
-        f'<p class="by">{who} · {when} · <code>{e(r.get("post_id"))}</code>{same}</p>'
+        f'<p class="by">{who} · {when} · <code>{e(r.post_id)}</code>{same}</p>'
         f'<ul class="reasons" aria-label="Reasons">{reasons}</ul>'
         "</div></li>"
     )
@@ -351,7 +352,7 @@ def _clusters(cs: list[DupCluster], thumbs: dict[str, str | None], sensitive: se
             f'<li class="cluster" data-posts="{c.posts}">{_thumb(c.rep, thumbs, sensitive)}'
             f'<div class="body"><p class="head"><strong class="count">{c.posts:,} posts'
             f"</strong> · {files}</p><p>{e(mix)}</p>"
-            f'<blockquote class="caption">{e(c.rep.get("caption_text") or "")}</blockquote>'
+            f'<blockquote class="caption">{e(c.rep.caption_text)}</blockquote>'
             "</div></li>"
         )
     return (
@@ -388,9 +389,3 @@ def _footer(m: ReportModel, generated_at: str) -> str:
         "Shares are of scored posts. "
         f"Report generated {e(generated_at)} by backfire.</p></footer>"
     )
-
-
-def _dt(v: Any) -> datetime | None:
-    from workers.report.data import parse_time
-
-    return parse_time(v)

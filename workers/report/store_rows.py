@@ -1,20 +1,23 @@
 """Report rows from the verdict store (issue 3), for `backfire report --hashtag` and the API.
 
-Yields the same dicts as `PostResult.as_record()` so the report does not care where rows come
-from. Thumbnails come from the content-addressed media store (bytes already vetted at upload),
-so a store report never fetches a URL.
+Yields the records a JSONL output holds (`ResultRow.as_record()`, via the store's one row map),
+plus when each post was scored, so the report does not care where rows come from. Thumbnails
+come from the content-addressed media store (bytes already vetted at upload; `build_report`
+is given the store), so a store report never fetches a URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from workers.config import Settings
-from workers.store.blobs import BlobStore
+from workers.domain import iso_utc
 from workers.store.db import Database
-from workers.store.models import PostRow, VerdictRow
+from workers.store.models import PostRow
 from workers.store.posts import with_current_verdict
+from workers.store.views import result_row
 
 PAGE = 2000
 
@@ -24,7 +27,6 @@ def store_rows(
 ) -> Iterator[dict[str, Any]]:
     """Finished posts of `hashtag` (all owners unless `owner`): their current verdict or error.
     Posts still queued or running are left out."""
-    blobs = BlobStore(settings.resolved_media_dir)
     after = 0
     while True:
         with db.read() as s:
@@ -41,28 +43,6 @@ def store_rows(
             return
         for p, v in page:
             after = p.seq
-            row = _row(p, v, blobs)
+            row = result_row(p, v)
             if row is not None:
-                yield row
-
-
-def _row(p: PostRow, v: VerdictRow | None, blobs: BlobStore) -> dict[str, Any] | None:
-    base: dict[str, Any] = {
-        "post_id": p.post_id or p.id,
-        "hashtag": p.hashtag,
-        "created_at": p.created_at,
-        "author": p.author,
-        "image": str(blobs.path(p.media_sha256)) if p.media_sha256 else p.image_url,
-        "caption_text": p.caption,
-        "media_sha256": p.media_sha256,
-        "pipeline_version": p.pipeline_version,
-        "scored_at": p.finished_at.strftime("%-d %b %Y %H:%M UTC") if p.finished_at else None,
-    }
-    if v is not None and v.verdict:
-        rec = v.record or {}
-        keep = ("verdict", "confidence", "reasons", "signals", "scenes", "caption", "extra")
-        return {**base, "status": "ok", **{k: rec[k] for k in keep if k in rec}}
-    if p.status in ("failed", "quarantined") or (v is not None and not v.verdict):
-        err = p.last_error or (v.record.get("error") if v is not None else None) or {}
-        return {**base, "status": "error", "error": err or {"type": p.status, "message": ""}}
-    return None
+                yield replace(row, scored_at=iso_utc(p.finished_at)).as_record()

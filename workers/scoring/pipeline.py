@@ -2,17 +2,21 @@
 both → verdict. The CLI runner, the Celery task and the benchmarks all call this.
 
 `Pipeline.from_settings` loads the real CLIP model (heavy, once per process); tests pass a fake
-encoder at the seam. `prepare` is thread-safe (loader threads decode in parallel);
-`score_prepared` runs the model on a batch.
+encoder at the seam. `prepare` is thread-safe (loader threads decode in parallel).
+`score_batch` is the one place a batch is scored with dedup: each distinct image (sha256) is
+decoded and encoded once, and an image a `SceneCache` already knows is not encoded at all (the
+runner's cache lives for a run, the worker's in the store); `score_items` is the same for posts
+whose bytes are in hand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.caption import CaptionScorer, load_caption_scorer
 from workers.domain import Post, PostResult
@@ -20,6 +24,8 @@ from workers.errors import MediaError
 from workers.media.decode import DecodeLimits, decode_image
 from workers.scenes.prompts import PromptSet, load_prompt_set
 from workers.scoring.verdict import Policy, VerdictPolicy, load_policy
+
+Scenes = dict[str, float]
 
 if TYPE_CHECKING:
     from workers.config import Settings
@@ -49,6 +55,48 @@ class Prepared:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class SceneCache(Protocol):
+    """What is known of an image by its sha256: its scene probabilities, or the error that
+    decoding it raised. A cache may forget errors (the store keeps only scenes)."""
+
+    def get(self, sha: str) -> Scenes | MediaError | None: ...
+    def put(self, sha: str, known: Scenes | MediaError) -> None: ...
+
+
+class MemorySceneCache:
+    """A run's cache (thread-safe: loader threads ask it while the model thread fills it)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Scenes | MediaError] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sha: str) -> Scenes | MediaError | None:
+        with self._lock:
+            return self._known.get(sha)
+
+    def put(self, sha: str, known: Scenes | MediaError) -> None:
+        with self._lock:
+            self._known[sha] = known
+
+
+@dataclass
+class Item:
+    """One post of a batch: its image's sha256 and how to get the decoded picture (a decode,
+    or a decode already running on a loader thread), or why its bytes could not be read."""
+
+    post: Post
+    sha: str | None = None
+    prepared: Callable[[], Prepared] | None = None
+    error: MediaError | None = None
+
+
+@dataclass
+class Scored:
+    results: list[PostResult]
+    #: The images this batch encoded (the others were known to the cache or failed).
+    encoded: list[str]
 
 
 class Pipeline:
@@ -128,28 +176,48 @@ class Pipeline:
             post=post, pipeline_version=self.version, media_sha256=sha, error=error.as_record()
         )
 
-    def score_items(self, items: Sequence[tuple[Post, bytes]]) -> list[PostResult]:
-        """Score posts whose image bytes are in hand (the Celery task's entry point).
-        Identical images are decoded and encoded once; a bad image fails only its own post."""
-        results: list[PostResult | None] = [None] * len(items)
-        unique: dict[str, Prepared] = {}
-        ok_idx: list[int] = []
-        shas: list[str] = []
-        for i, (post, data) in enumerate(items):
-            sha = sha256_hex(data)
-            try:
-                if sha not in unique:
-                    unique[sha] = self.prepare(data)
-            except MediaError as e:
-                results[i] = self.error_result(post, e, sha)
+    def score_batch(self, items: Sequence[Item], cache: SceneCache) -> Scored:
+        """Results for `items`, in order. Each distinct image unknown to `cache` is decoded and
+        encoded once (a decode error fails every post of that image, never the batch); what is
+        learnt goes into `cache`."""
+        to_encode: dict[str, Prepared] = {}
+        for it in items:
+            if it.error is not None or it.sha is None or it.sha in to_encode:
                 continue
-            ok_idx.append(i)
-            shas.append(sha)
-        order = list(unique)
-        by_sha = dict(zip(order, self.scene_probabilities([unique[s] for s in order]), strict=True))
+            if cache.get(it.sha) is None and it.prepared is not None:
+                try:
+                    to_encode[it.sha] = it.prepared()
+                except MediaError as e:
+                    cache.put(it.sha, e)
+        shas = list(to_encode)
+        for sha, probs in zip(
+            shas, self.scene_probabilities([to_encode[s] for s in shas]), strict=True
+        ):
+            cache.put(sha, probs)
+        known = {it.sha: cache.get(it.sha) for it in items if it.error is None and it.sha}
+        good = [it for it in items if isinstance(known.get(it.sha), dict)]  # type: ignore[arg-type]
         scored = self.results(
-            [items[i][0] for i in ok_idx], [by_sha[s] for s in shas], shas
+            [it.post for it in good],
+            [known[it.sha] for it in good],  # type: ignore[misc,index]
+            [it.sha for it in good],  # type: ignore[misc]
         )
-        for i, r in zip(ok_idx, scored, strict=True):
-            results[i] = r
-        return [r for r in results if r is not None]
+        by_item = {id(it): r for it, r in zip(good, scored, strict=True)}
+        out = []
+        for it in items:
+            r = by_item.get(id(it))
+            if r is None:
+                err = it.error or known.get(it.sha)
+                assert isinstance(err, MediaError)
+                r = self.error_result(it.post, err, it.sha)
+            out.append(r)
+        return Scored(out, shas)
+
+    def score_items(
+        self, items: Sequence[tuple[Post, bytes]], cache: SceneCache | None = None
+    ) -> list[PostResult]:
+        """Score posts whose image bytes are in hand (the Celery task's entry point)."""
+        batch = [
+            Item(post, sha256_hex(data), prepared=lambda data=data: self.prepare(data))
+            for post, data in items
+        ]
+        return self.score_batch(batch, cache or MemorySceneCache()).results

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from workers.domain import Post
 from workers.errors import MediaError
 from workers.media.source import read_media
-from workers.scoring.pipeline import Pipeline, Prepared, sha256_hex
+from workers.scoring.pipeline import Item, MemorySceneCache, Pipeline, Prepared, sha256_hex
 from workers.sources import ReadProblem, Record
 
 if TYPE_CHECKING:
@@ -84,10 +84,9 @@ class Runner:
         self.window = max(8, pipeline.settings.batch_size * 4)
         self.fetch_windows = max(1, -(-fetch_ahead // self.window))
         self._lock = threading.Lock()
-        # sha → decode in flight or done (dropped once scored); sha → scenes / error once known.
+        # sha → decode in flight or done (dropped once scored); what is known once scored.
         self._decoding: dict[str, Future[Prepared]] = {}
-        self._scenes: dict[str, dict[str, float]] = {}
-        self._bad: dict[str, MediaError] = {}
+        self.cache = MemorySceneCache()
         self.stats = RunStats()
 
     # --- loader threads ------------------------------------------------------------------------
@@ -101,7 +100,7 @@ class Runner:
             return _Loaded(post, error=e)
         sha = sha256_hex(data)
         with self._lock:
-            if sha in self._scenes or sha in self._bad or sha in self._decoding:
+            if sha in self._decoding or self.cache.get(sha) is not None:
                 return _Loaded(post, sha)
             fut: Future[Prepared] = Future()
             self._decoding[sha] = fut
@@ -172,51 +171,28 @@ class Runner:
 
     def _score_window(self, futures: list[Future[_Loaded]], write: Callable[[dict], None]) -> None:
         loaded = [f.result() for f in futures]
-        to_encode: dict[str, Prepared] = {}
-        for item in loaded:
-            if item.error is None and item.sha is not None:
-                with self._lock:
-                    fut = self._decoding.get(item.sha)
-                known = item.sha in self._scenes or item.sha in self._bad
-                if not known and fut is not None and item.sha not in to_encode:
-                    try:
-                        to_encode[item.sha] = fut.result()
-                    except MediaError as e:
-                        self._bad[item.sha] = e
-        if to_encode:
-            shas = list(to_encode)
-            probs = self.pipeline.scene_probabilities([to_encode[s] for s in shas])
+        items = []
+        for it in loaded:
             with self._lock:
-                for sha, p in zip(shas, probs, strict=True):
-                    self._scenes[sha] = p
-                for sha in list(to_encode) + [s for s in self._bad if s in self._decoding]:
-                    self._decoding.pop(sha, None)  # free the decoded tensor
-            self.stats.images_scored += len(shas)
-
-        good = [it for it in loaded if it.error is None and it.sha in self._scenes]
-        results = {}
-        if good:
-            scored = self.pipeline.results(
-                [it.post for it in good],
-                [self._scenes[it.sha] for it in good],  # type: ignore[index]
-                [it.sha for it in good],  # type: ignore[misc]
-            )
-            results = {id(it): r for it, r in zip(good, scored, strict=True)}
-        fresh = set(to_encode)
-        for item in loaded:
-            r = results.get(id(item))
-            if r is None:
-                err = item.error or self._bad.get(item.sha or "")
-                assert err is not None
-                r = self.pipeline.error_result(item.post, err, item.sha)
-                self.stats.failed += 1
-                self.stats.errors[err.code] += 1
-            else:
+                fut = self._decoding.get(it.sha) if it.sha is not None else None
+            items.append(Item(it.post, it.sha, fut.result if fut is not None else None, it.error))
+        scored = self.pipeline.score_batch(items, self.cache)
+        with self._lock:
+            for it in items:  # free the decoded tensors of every image now known
+                if it.sha is not None and self.cache.get(it.sha) is not None:
+                    self._decoding.pop(it.sha, None)
+        self.stats.images_scored += len(scored.encoded)
+        fresh = set(scored.encoded)
+        for it, r in zip(items, scored.results, strict=True):
+            if r.ok:
                 self.stats.ok += 1
                 self.stats.verdicts[r.verdict.label] += 1  # type: ignore[union-attr]
-                if item.sha not in fresh:
+                if it.sha not in fresh:
                     self.stats.reused += 1
-                fresh.discard(item.sha or "")
+                fresh.discard(it.sha or "")
+            else:
+                self.stats.failed += 1
+                self.stats.errors[(r.error or {}).get("type", "")] += 1
             self.stats.posts += 1
-            write(r.as_record())
+            write(r.row().as_record())
         self.on_progress(self.stats)

@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from workers.domain import ResultRow
 from workers.store.db import Database
 from workers.store.models import AlertDeliveryRow, AlertRuleRow, PostRow, VerdictRow, utcnow
+from workers.store.views import result_row
 
 #: Deliveries kept per rule (the newest); older ones are history nobody reads.
 KEEP_DELIVERIES = 20
@@ -87,10 +89,10 @@ def rules_to_evaluate(
 
 def window_rows(
     s: Session, hashtag_key: str, since: datetime, owner: str | None
-) -> list[dict[str, Any]]:
-    """Finished posts of a hashtag posted after `since` (one owner's, or everyone's), as the slim
-    verdict rows the alert evaluation reads. Their time is `posted_at` (created_at, else
-    acceptance time), so posts without a created_at still land in a window."""
+) -> list[tuple[datetime, ResultRow]]:
+    """Finished posts of a hashtag posted after `since` (one owner's, or everyone's), each with
+    the time alert windows count it at: `posted_at` (created_at, else acceptance time), so posts
+    without a created_at still land in a window."""
     q = (
         select(PostRow, VerdictRow)
         .join(
@@ -110,22 +112,9 @@ def window_rows(
         q = q.where(PostRow.owner == owner)
     out = []
     for p, v in s.execute(q).all():
-        rec = v.record or {}
-        out.append(
-            {
-                "post_id": p.post_id or p.id,
-                "status": "ok",
-                "hashtag": p.hashtag,
-                "created_at": p.posted_at.isoformat().replace("+00:00", "Z"),
-                "author": p.author,
-                # The URL the client gave, never a path inside our media store.
-                "image": p.image_url,
-                "caption_text": p.caption,
-                "verdict": v.verdict,
-                "confidence": rec.get("confidence"),
-                "reasons": rec.get("reasons") or [],
-            }
-        )
+        row = result_row(p, v)
+        if row is not None:
+            out.append((p.posted_at, row.slim()))
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from workers.domain import parse_time
 from workers.errors import NotFound
 from workers.store.db import Database
 from workers.store.models import TERMINAL, PostRow, SceneCacheRow, VerdictRow, utcnow
@@ -36,18 +37,6 @@ class PostView:
 
     post: PostRow
     verdict: VerdictRow | None = None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    from datetime import UTC
-
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _find_existing(s: Any, new: NewPost) -> PostRow | None:
@@ -90,7 +79,7 @@ def create_post(db: Database, new: NewPost, *, enqueued: bool = False) -> tuple[
         "caption": new.caption or "",
         "author": new.author,
         "created_at": new.created_at,
-        "posted_at": _parse_time(new.created_at) or now,
+        "posted_at": parse_time(new.created_at) or now,
         "image_url": new.image_url,
         "callback_url": new.callback_url,
         "media_sha256": new.media_sha256,
@@ -252,7 +241,7 @@ def summary(db: Database, owner: str, hashtag: str) -> Summary:
     for attr in ("first_post_at", "last_post_at"):
         v = getattr(out, attr)
         if isinstance(v, str):
-            setattr(out, attr, _parse_time(v))
+            setattr(out, attr, parse_time(v))
     out.by_verdict = dict(verdicts)
     out.by_scene = dict(scenes)
     judged = sum(verdicts.values())
@@ -265,13 +254,21 @@ Claim = Literal["run", "skip", "quarantined"]
 
 
 def claim(db: Database, seq: int, version: str, max_attempts: int) -> Claim:
+    """Start an attempt at scoring post `seq` (see `claim_row`)."""
+    return claim_row(db, seq, version, max_attempts)[0]
+
+
+def claim_row(
+    db: Database, seq: int, version: str, max_attempts: int
+) -> tuple[Claim, PostRow | None]:
     """Start an attempt at scoring post `seq`, counting it in the database first, so a worker
     killed mid-task leaves evidence: a post found `running` at `max_attempts` crashed that many
-    times and is quarantined instead of crashing the next worker too."""
+    times and is quarantined instead of crashing the next worker too. Returns the decision and
+    the post as it stands after it (detached: the task's one read of the row)."""
     with db.write() as s:
         row = s.get(PostRow, seq, with_for_update=True)
         if row is None or row.status in TERMINAL:
-            return "skip"
+            return "skip", row
         exists = s.scalars(
             select(VerdictRow.id).where(
                 VerdictRow.post_seq == seq, VerdictRow.pipeline_version == version
@@ -280,7 +277,7 @@ def claim(db: Database, seq: int, version: str, max_attempts: int) -> Claim:
         now = utcnow()
         if exists is not None:  # verdict written but the status update was lost: finish it
             row.status, row.pipeline_version, row.finished_at = "done", version, now
-            return "skip"
+            return "skip", row
         if row.status == "running" and row.attempts >= max_attempts:
             row.status = "quarantined"
             row.finished_at = row.touched_at = now
@@ -292,11 +289,11 @@ def claim(db: Database, seq: int, version: str, max_attempts: int) -> Claim:
                     "it is quarantined and will not be retried."
                 ),
             }
-            return "quarantined"
+            return "quarantined", row
         row.status = "running"
         row.attempts += 1
         row.touched_at = now
-        return "run"
+        return "run", row
 
 
 Failure = Literal["retry", "quarantined", "skip"]

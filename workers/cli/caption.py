@@ -1,7 +1,7 @@
 """`backfire caption ...`: train and evaluate the caption sarcasm model.
 
-Mounted by workers/cli.py as `app.add_typer(cli_caption.app, name="caption")`. scikit-learn is
-imported only by `train`; torch only when a v2 (adapter) model is trained or scored.
+scikit-learn is imported only by `train`; torch only when an adapter (v2/v3) model is trained or
+scored.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from workers.cli_common import err, fail, settings_with
-from workers.errors import BackfireError
+from workers.cli.common import EXIT_USAGE, err, settings_with
 
 app = typer.Typer(
     help="The caption sarcasm model: try it on captions, measure it, retrain it on your own.",
@@ -110,16 +109,16 @@ def train(
 
     if kind not in ("adapter", "linear"):
         err.print(f"[bold red]error[/]: --kind must be adapter or linear, not {kind!r}")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     from workers.caption.encoder.files import BASES
 
     if base not in BASES:
         err.print(f"[bold red]error[/]: --base must be one of {', '.join(BASES)}, not {base!r}")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     members = members if members is not None else (1 if base == "mpnet" else 3)
     if epochs < 1 or members < 1 or not lr > 0:
         err.print("[bold red]error[/]: --epochs and --members must be at least 1, --lr above 0")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     progress = lambda m: err.print(f"[dim]{m}[/]")  # noqa: E731
     try:
         train_set = load_split(data, "train")
@@ -137,11 +136,9 @@ def train(
 
             model = fit(train_set, TrainConfig(c=c, dense_weight=dense_weight, seed=seed),
                         val_set, progress=progress)
-    except BackfireError as e:
-        raise fail(e) from e
-    except ValueError as e:
+    except ValueError as e:  # what the trainers refuse (too few captions of a class...)
         err.print(f"[bold red]error[/]: {e}")
-        raise typer.Exit(2) from e
+        raise typer.Exit(EXIT_USAGE) from e
     model.save(out_file)
     size_mb = out_file.stat().st_size / 1e6
     out.print(f"wrote {out_file} ({size_mb:.1f} MB), model id {model.model_id}")
@@ -201,10 +198,7 @@ def score_cmd(
 
         backfire caption score "Free delivery, only at #myNYPD" "Thanks for keeping us safe"
     """
-    try:
-        model = _load(model_file, encoder_dir, precision)
-    except BackfireError as e:
-        raise fail(e) from e
+    model = _load(model_file, encoder_dir, precision)
     for text, s in zip(captions, model.score_batch(captions), strict=True):
         # Plain echo, not rich: one line per caption, never wrapped, easy to pipe.
         if as_json:
@@ -232,11 +226,8 @@ def evaluate_cmd(
     from workers.caption.training.data import load_split
     from workers.caption.training.metrics import evaluate
 
-    try:
-        items = load_split(data, split)
-        model = _load(model_file, encoder_dir, precision)
-    except BackfireError as e:
-        raise fail(e) from e
+    items = load_split(data, split)
+    model = _load(model_file, encoder_dir, precision)
     fig = evaluate(items.labels, [s.sarcasm for s in model.score_batch(items.texts)])
     if as_json:
         out.print_json(json.dumps({"model": model.model_id, "split": split, **fig.as_dict()}))

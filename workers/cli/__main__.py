@@ -1,0 +1,5 @@
+"""`python -m workers.cli ...` runs the `backfire` command."""
+
+from workers.cli.app import main
+
+main()
