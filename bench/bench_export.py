@@ -132,7 +132,7 @@ def model_env(kind: str, tmp: Path) -> dict[str, str]:
     from safetensors.torch import save_file
 
     if kind == "tiny":
-        from tests.fakes import make_tiny_clip
+        from tests.support.fakes import make_tiny_clip
 
         cfg, ckpt = make_tiny_clip(tmp / "tiny")
         return {"BACKFIRE_MODEL_CONFIG_FILE": str(cfg), "BACKFIRE_CHECKPOINT": str(ckpt)}

@@ -65,7 +65,7 @@ def children(pid: int) -> list[int]:
 
 def model_env(kind: str, tmp: Path) -> dict[str, str]:
     if kind == "tiny":
-        from tests.fakes import make_tiny_clip
+        from tests.support.fakes import make_tiny_clip
 
         cfg, ckpt = make_tiny_clip(tmp / "tiny")
         return {"BACKFIRE_MODEL_CONFIG_FILE": str(cfg), "BACKFIRE_CHECKPOINT": str(ckpt)}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.report.gen import make_run  # noqa: E402
+from tests.support.report_gen import make_run  # noqa: E402
 from workers.config import Settings  # noqa: E402
 from workers.report import build_report  # noqa: E402
 from workers.report.data import read_rows  # noqa: E402

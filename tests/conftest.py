@@ -47,7 +47,7 @@ def settings(tmp_path: Path, caption_encoder_cache: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from tests.fakes import make_tiny_clip
+    from tests.support.fakes import make_tiny_clip
 
     return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 

@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
-from tests.quiet_http import QuietHTTPServer
+from tests.support.quiet_http import QuietHTTPServer
 
 N_POSTS, N_IMAGES, ROUNDS = 2000, 1500, 5
 

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import GREEN, RED, image_bytes
-from tests.fakes import ColourSceneEncoder
-from tests.quiet_http import QuietHTTPServer
+from tests.support.fakes import ColourSceneEncoder
+from tests.support.quiet_http import QuietHTTPServer
 from workers.config import Settings
 from workers.domain import Post
 from workers.errors import FetchHTTPError

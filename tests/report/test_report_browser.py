@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.report.browser import Browser, find_chromium
-from tests.report.gen import make_run
+from tests.support.browser import Browser, find_chromium
+from tests.support.report_gen import make_run
 from workers.cli.app import app
 
 pytestmark = pytest.mark.skipif(

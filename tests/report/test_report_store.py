@@ -7,7 +7,7 @@ import io
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.report.gen import make_image
+from tests.support.report_gen import make_image
 from workers.cli.app import app
 from workers.config import Settings, get_settings
 from workers.report.store_rows import store_rows

@@ -18,7 +18,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    from tests.workers_queue.helpers import fresh_pg_database
+    from tests.support.infra import fresh_pg_database
 
     with fresh_pg_database() as url:
         yield url
@@ -26,7 +26,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 @pytest.fixture
 def api_settings(settings: Settings, database_url: str | None) -> Settings:
-    from tests.workers_queue.helpers import new_prefix
+    from tests.support.infra import new_prefix
 
     prefix = new_prefix()
     tag = prefix.rsplit("-", 1)[1]
@@ -64,6 +64,6 @@ def auth(api_key: str) -> dict[str, str]:
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_redis_keys() -> Iterator[None]:
     yield
-    from tests.workers_queue.helpers import drop_prefixes
+    from tests.support.infra import drop_prefixes
 
     drop_prefixes()

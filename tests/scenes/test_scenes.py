@@ -62,7 +62,7 @@ def test_changed_prompt_file_changes_version_and_misses_cache(tiny_settings, tmp
 
 
 def test_changed_checkpoint_changes_version(tiny_settings, tmp_path):
-    from tests.fakes import make_tiny_clip
+    from tests.support.fakes import make_tiny_clip
 
     _, other_ckpt = make_tiny_clip(tmp_path / "other", seed=1)
     a = Pipeline.from_settings(tiny_settings)

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.quiet_http import QuietHTTPServer
+from tests.support.quiet_http import QuietHTTPServer
 
 IMAGE_BODY = b"\x89PNG\r\n\x1a\n" + b"backfire-test-image" * 10
 

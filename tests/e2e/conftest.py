@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers_queue.helpers import Worker, fresh_pg_database
+from tests.support.infra import Worker, fresh_pg_database
 from workers.config import Settings
 
 
@@ -21,7 +21,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def queue_settings_for(base: Settings, database_url: str | None) -> Settings:
-    from tests.workers_queue.helpers import new_prefix
+    from tests.support.infra import new_prefix
 
     prefix = new_prefix()
     tag = prefix.rsplit("-", 1)[1]
@@ -62,6 +62,6 @@ def worker_factory(tmp_path: Path) -> Iterator:
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_redis_keys() -> Iterator[None]:
     yield
-    from tests.workers_queue.helpers import drop_prefixes
+    from tests.support.infra import drop_prefixes
 
     drop_prefixes()

@@ -15,7 +15,7 @@ import threading
 import httpx
 
 from tests.conftest import BLUE, RED, image_bytes
-from tests.workers_queue.helpers import REPO, Api, env_for, wait_for
+from tests.support.infra import REPO, Api, env_for, wait_for
 from workers.notify.webhooks import SIGNATURE_HEADER, verify
 from workers.store import open_database
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.alerts.receiver import Receiver
 from tests.conftest import GREY, image_bytes
-from tests.workers_queue.conftest import queue_settings_for
-from tests.workers_queue.helpers import fresh_pg_database, wait_for
+from tests.e2e.conftest import queue_settings_for
+from tests.support.infra import fresh_pg_database, wait_for
+from tests.support.receiver import Receiver
 from workers.store import open_database
 from workers.store.keys import create_key
 

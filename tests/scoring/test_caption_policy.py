@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import GREEN, GREY, RED, image_bytes
-from tests.fakes import ColourSceneEncoder
+from tests.support.fakes import ColourSceneEncoder
 from workers.caption import load_caption_scorer
 from workers.config import Settings
 from workers.domain import Post

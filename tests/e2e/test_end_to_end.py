@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.conftest import BLUE, RED, image_bytes
-from tests.workers_queue.conftest import queue_settings_for
-from tests.workers_queue.helpers import wait_for
+from tests.e2e.conftest import queue_settings_for
+from tests.support.infra import wait_for
 from workers.store import open_database
 from workers.store.keys import create_key
 from workers.store.models import SceneCacheRow, VerdictRow

@@ -9,12 +9,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.conftest import image_bytes
-from tests.workers_queue.helpers import RedisServer, wait_for
+from tests.support.infra import RedisServer, wait_for
 from workers.store import open_database
 from workers.store.keys import create_key
 from workers.store.models import TERMINAL, PostRow, VerdictRow
 
-CRASHY = "tests.workers_queue.crashy_app"
+CRASHY = "tests.support.crashy_app"
 
 
 def _client(settings):

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import RED, image_bytes
-from tests.workers_queue.helpers import env_for, free_port, wait_for
+from tests.support.infra import env_for, free_port, wait_for
 from workers.store import open_database
 from workers.store.keys import create_key
 

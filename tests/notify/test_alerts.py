@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.alerts.receiver import Receiver
+from tests.support.receiver import Receiver
 from workers.cli.app import app
 from workers.config import Settings, get_settings
 from workers.notify.alerts import AlertTee, evaluate_rows

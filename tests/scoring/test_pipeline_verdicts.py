@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import BLUE, GREEN, GREY, RED, image_bytes
-from tests.fakes import ColourSceneEncoder
+from tests.support.fakes import ColourSceneEncoder
 from workers.config import Settings
 from workers.domain import Post
 from workers.net.guard import FetchPolicy
