@@ -167,7 +167,8 @@ class PostResult:
     """What the pipeline made of one post: a verdict or an error, with the objects behind it."""
 
     post: Post
-    pipeline_version: str
+    #: None when no pipeline ran (an image refused before scoring).
+    pipeline_version: str | None
     verdict: Verdict | None = None
     scenes: dict[str, float] | None = None
     caption: CaptionScores | None = None

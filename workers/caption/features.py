@@ -38,7 +38,6 @@ _ELONGATED = re.compile(r"(\w)\1{2,}")
 _TOKEN = re.compile(
     r"#\w+|<url>|@user|\w+(?:['’]\w+)*|[!?]+|\.{2,}|…|[\"“”]|\S", re.UNICODE
 )
-_WORD = re.compile(r"\w", re.UNICODE)
 
 
 def normalise(text: str) -> str:
@@ -177,6 +176,3 @@ def dense_features(text: str, vader: dict[str, float] | None = None) -> np.ndarr
     values += [float(c in cues) for c in _CUE_NAMES]
     return np.asarray(values, dtype=np.float64)
 
-
-def has_word_chars(text: str) -> bool:
-    return bool(_WORD.search(text or ""))

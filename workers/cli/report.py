@@ -1,9 +1,4 @@
-"""`backfire report` and `backfire alert ...`: the campaign view and the early warning.
-
-Mounted by workers/cli/app.py (`app.command("report")(cli_report.report)`, `app.add_typer(
-cli_report.alert_app, name="alert")`). Imported while cli.py is still loading, so nothing here
-imports workers.cli.app at module level.
-"""
+"""`backfire report`: the campaign view, from a verdicts file or from the store."""
 
 from __future__ import annotations
 

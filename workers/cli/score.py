@@ -297,7 +297,8 @@ def score_via_queue(
         try:
             row, _ = ingest.accept(new, lambda rec=rec: read_media(rec.image, policy), resend=True)
         except MediaError as e:
-            rows.append(PostResult(rec, "", error=e.as_record()).row())
+            # No pipeline ran: the row names the post and why its image was refused.
+            rows.append(PostResult(rec, None, error=e.as_record()).row())
             continue
         seqs.append(row.seq)
 

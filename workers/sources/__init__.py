@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.domain import Post
+from workers.domain import Post, clean_hashtag
 from workers.errors import InputFormatError, UsageError
 
 
@@ -76,6 +76,7 @@ def _sniff_json(path: Path) -> str:
 
 def open_reader(path: Path, fmt: str = "auto", hashtag: str | None = None) -> Iterator[Record]:
     """Posts from `path`. `hashtag` fills in posts that do not name their own."""
+    hashtag = clean_hashtag(hashtag)
     if not path.exists():
         raise UsageError(f"Input not found: {path}")
     fmt = detect_format(path) if fmt == "auto" else fmt

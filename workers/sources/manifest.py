@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from workers.domain import Post
+from workers.domain import Post, clean_hashtag
 from workers.sources import ReadProblem, Record
 
 FIELDS = ("post_id", "image", "caption", "created_at", "author", "hashtag")
@@ -34,7 +34,7 @@ def _post(row: Mapping[str, Any], base: Path, hashtag: str | None, where: str) -
         caption=str(row.get("caption") or ""),
         created_at=(str(row["created_at"]) if row.get("created_at") else None),
         author=(str(row["author"]) if row.get("author") else None),
-        hashtag=(str(row.get("hashtag") or "").lstrip("#") or hashtag),
+        hashtag=clean_hashtag(row.get("hashtag")) or hashtag,
         extra=extra,
     )
 
