@@ -11,8 +11,8 @@ import signal
 import time
 from pathlib import Path
 
-from workers import pipeline as _pipeline
 from workers.queue.app import app
+from workers.scoring import pipeline as _pipeline
 
 _score_items = _pipeline.Pipeline.score_items
 

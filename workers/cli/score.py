@@ -137,7 +137,7 @@ def run_score(
     records = open_reader(path, fmt, hashtag)  # validates path and format before model loading
     if resume and out is None:
         raise UsageError("--resume needs --out: it skips the posts already written there.")
-    ofmt = out_format_for(out, out_format) if out is not None else (out_format or "jsonl")
+    ofmt = _out_format(out, out_format)
     skip = done_post_ids(out, ofmt) if (resume and out is not None) else set()
 
     from workers.scoring.pipeline import Pipeline
@@ -150,8 +150,6 @@ def run_score(
         total = sum(1 for r in records if not isinstance(r, ReadProblem)) - len(skip)
 
     if out is None:
-        if ofmt != "jsonl":
-            raise UsageError("Writing to stdout is JSONL only; use --out FILE.csv for CSV.")
         writer = JsonlWriter(sys.stdout)
     else:
         writer = open_writer(out, ofmt, pipeline.scenes.names, append=resume)
@@ -192,6 +190,15 @@ def run_score(
         shutil.rmtree(run_cache, ignore_errors=True)
     alerts.finish(console)
     return EXIT_POSTS_FAILED if (stats.failed or stats.read_problems) else EXIT_OK
+
+
+def _out_format(out: Path | None, explicit: str | None) -> str:
+    """The output format, from --out-format or --out's suffix; stdout takes JSONL only."""
+    if out is not None:
+        return out_format_for(out, explicit)
+    if (explicit or "jsonl") != "jsonl":
+        raise UsageError("Writing to stdout is JSONL only; use --out FILE.csv for CSV.")
+    return "jsonl"
 
 
 def _summary(console: Console, s: RunStats, out: Path | None, version: str) -> None:
@@ -243,6 +250,7 @@ def _fetch_summary(console: Console, fetcher: MediaFetcher) -> None:
             soft_wrap=True,
         )
 
+
 def score_via_queue(
     settings: Settings,
     path: Path,
@@ -274,9 +282,7 @@ def score_via_queue(
 
     console = console or err
     records = open_reader(path, fmt, hashtag)
-    ofmt = out_format_for(out, out_format) if out is not None else (out_format or "jsonl")
-    if out is None and ofmt != "jsonl":
-        raise UsageError("Writing to stdout is JSONL only; use --out FILE.csv for CSV.")
+    ofmt = _out_format(out, out_format)
     db = open_database(settings)
     policy = FetchPolicy.from_settings(settings)
     ingest = Ingest(

@@ -57,9 +57,12 @@ class WorkerState:
         if self._pipeline is None:
             from workers.scoring.pipeline import Pipeline
 
-            self._pipeline = Pipeline.from_settings(
+            pipeline = Pipeline.from_settings(
                 self.settings, processes=self.settings.worker_concurrency
             )
+            # An image any worker scored already is not encoded again (same pipeline version).
+            pipeline.scene_cache = StoreSceneCache(self.db, pipeline.version)
+            self._pipeline = pipeline
         return self._pipeline
 
 
@@ -141,8 +144,7 @@ def _score(st: WorkerState, pipeline: Pipeline, row: PostRow) -> str:
     started = time.perf_counter()
     try:
         data = st.blobs.get(row.media_sha256)
-        cache = StoreSceneCache(st.db, pipeline.version)
-        result = pipeline.score_items([(post, data)], cache)[0]
+        result = pipeline.score_items([(post, data)])[0]
     except MediaError as e:
         # The input is bad: retrying cannot help. The post fails now, with its reason.
         result = pipeline.error_result(post, e, row.media_sha256)

@@ -119,6 +119,9 @@ class Pipeline:
         self.limits = DecodeLimits(
             max_pixels=settings.max_image_pixels, target_size=encoder.image_size
         )
+        #: What `score_items` remembers across calls (a worker sets the store's); None: each
+        #: call dedups within itself only.
+        self.scene_cache: SceneCache | None = None
 
     @classmethod
     def from_settings(
@@ -215,9 +218,10 @@ class Pipeline:
     def score_items(
         self, items: Sequence[tuple[Post, bytes]], cache: SceneCache | None = None
     ) -> list[PostResult]:
-        """Score posts whose image bytes are in hand (the Celery task's entry point)."""
+        """Score posts whose image bytes are in hand (the Celery task's entry point), with
+        `cache`, else the pipeline's own `scene_cache`."""
         batch = [
             Item(post, sha256_hex(data), prepared=lambda data=data: self.prepare(data))
             for post, data in items
         ]
-        return self.score_batch(batch, cache or MemorySceneCache()).results
+        return self.score_batch(batch, cache or self.scene_cache or MemorySceneCache()).results
