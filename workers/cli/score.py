@@ -8,6 +8,7 @@ import hashlib
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -113,31 +114,34 @@ def score(
         allow_private_network=allow_private_network or None, offline=offline or None,
         media_cache_dir=media_cache,
     )  # fmt: skip
-    run = score_via_queue if queue else run_score
-    code = run(
-        settings, path, out=out, hashtag=hashtag, fmt=fmt, out_format=out_format,
-        resume=resume, progress=progress and sys.stderr.isatty(), console=err,
-    )  # fmt: skip
-    raise typer.Exit(code)
+    job = ScoreJob(
+        path, out, hashtag, fmt, out_format, resume, progress=progress and sys.stderr.isatty()
+    )
+    raise typer.Exit((score_via_queue if queue else run_score)(settings, job, err))
 
 
-def run_score(
-    settings: Settings,
-    path: Path,
-    *,
-    out: Path | None,
-    hashtag: str | None,
-    fmt: str = "auto",
-    out_format: str | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    console: Console | None = None,
-) -> int:
-    console = console or Console(stderr=True)
+@dataclass(frozen=True)
+class ScoreJob:
+    """What one `backfire score` was asked to do, in-process or through the queue."""
+
+    path: Path
+    out: Path | None
+    hashtag: str | None
+    fmt: str = "auto"
+    out_format: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+def run_score(settings: Settings, job: ScoreJob, console: Console) -> int:
+    """The in-process run: reader -> runner (pipeline) -> writer, then the run's alerts."""
+    path, out, hashtag, fmt, resume, progress = (
+        job.path, job.out, job.hashtag, job.fmt, job.resume, job.progress
+    )
     records = open_reader(path, fmt, hashtag)  # validates path and format before model loading
     if resume and out is None:
         raise UsageError("--resume needs --out: it skips the posts already written there.")
-    ofmt = _out_format(out, out_format)
+    ofmt = _out_format(out, job.out_format)
     skip = done_post_ids(out, ofmt) if (resume and out is not None) else set()
 
     from workers.scoring.pipeline import Pipeline
@@ -252,17 +256,7 @@ def _fetch_summary(console: Console, fetcher: MediaFetcher) -> None:
 
 
 def score_via_queue(
-    settings: Settings,
-    path: Path,
-    *,
-    out: Path | None,
-    hashtag: str | None,
-    fmt: str = "auto",
-    out_format: str | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    console: Console | None = None,
-    timeout_s: float | None = None,
+    settings: Settings, job: ScoreJob, console: Console, timeout_s: float | None = None
 ) -> int:
     """`backfire score --queue`: every post goes in through the one ingest path (stored, then
     enqueued), then the workers are waited for with a progress bar and the rows written like the
@@ -280,9 +274,9 @@ def score_via_queue(
     from workers.store.blobs import BlobStore
     from workers.store.views import result_row
 
-    console = console or err
-    records = open_reader(path, fmt, hashtag)
-    ofmt = _out_format(out, out_format)
+    out = job.out
+    records = open_reader(job.path, job.fmt, job.hashtag)
+    ofmt = _out_format(out, job.out_format)
     db = open_database(settings)
     policy = FetchPolicy.from_settings(settings)
     ingest = Ingest(
@@ -310,7 +304,7 @@ def score_via_queue(
 
     bar = Progress(
         TextColumn("[bold]workers scoring"), BarColumn(), MofNCompleteColumn(),
-        console=console, disable=not progress,
+        console=console, disable=not job.progress,
     )  # fmt: skip
     task = bar.add_task("queue", total=len(seqs))
     pending = set(seqs)

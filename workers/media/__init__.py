@@ -1,1 +1,2 @@
-"""Media: reading, fetching and decoding untrusted image bytes."""
+"""Media: decoding untrusted image bytes, reading a post's media (a file, or a URL through
+`workers.net`), and the concurrent fetcher for exports."""
