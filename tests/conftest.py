@@ -35,14 +35,31 @@ def caption_encoder_cache(tmp_path_factory: pytest.TempPathFactory):
     get_settings.cache_clear()
 
 
+def link_caption_encoder(cache: Path, unpacked: Path) -> Path:
+    """Make `cache` hold the session's unpacked caption-encoder base (a link, not a 438 MB
+    copy), where the loader looks for it: a process using `cache` skips the unpacking."""
+    shared = cache / unpacked.relative_to(unpacked.parents[1])
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    if not shared.exists():
+        shared.symlink_to(unpacked, target_is_directory=True)
+    return cache
+
+
 @pytest.fixture
 def settings(tmp_path: Path, caption_encoder_cache: Path) -> Settings:
     """Settings that touch nothing outside the test's temp dir and never the network."""
-    cache = tmp_path / "cache"
-    shared = cache / caption_encoder_cache.relative_to(caption_encoder_cache.parents[1])
-    shared.parent.mkdir(parents=True)
-    shared.symlink_to(caption_encoder_cache, target_is_directory=True)
+    cache = link_caption_encoder(tmp_path / "cache", caption_encoder_cache)
     return Settings(cache_dir=cache, data_dir=tmp_path / "data", offline=True, batch_size=4)
+
+
+@pytest.fixture
+def fast_caption_env() -> dict[str, str]:
+    """Environment for a subprocess whose test is not about captions: the v1 caption model
+    loads in a few milliseconds where the default v3 costs seconds per process (reading its
+    base weights, packing int8 layers). End-to-end and caption tests keep the default."""
+    from workers.caption import LINEAR_MODEL_FILE
+
+    return {"BACKFIRE_CAPTION_MODEL_FILE": str(LINEAR_MODEL_FILE)}
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,31 @@
-"""Re-evaluating the shipped models on the irony validation split reproduces their documented
-figures, and training is reproducible. Needs ../shared/data/irony (present in CI)."""
+"""The shipped caption models still score as recorded, and training still learns.
+
+`make test`: each shipped file, in each precision it documents, scores a fixed subset of the
+irony validation split as recorded (a changed file or inference code moves them); the figures
+stored in each file are the model card's; the trainer, on a tiny recipe, learns and is seeded.
+`make reproduce` (marker `reproduce`): the full 955-caption re-evaluation against the documented
+figures, and retraining each shipped model with its stored recipe. Needs ../shared/data/irony
+and ../shared/data/police-stance (present in CI).
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.caption.reference import (
+    IRONY,
+    REFERENCE_FILE,
+    SHIPPED,
+    SHIPPED_IDS,
+    key,
+    scores,
+)
 from workers.caption import (
     LINEAR_MODEL_FILE,
     MINILM_MODEL_FILE,
@@ -15,14 +33,13 @@ from workers.caption import (
     load_model_file,
 )
 from workers.caption.calibrated import VALIDATED_PRECISIONS, validation_key
-from workers.caption.linear import SarcasmModel
-from workers.caption.training.data import load_split
+from workers.caption.training.data import LabelledCaptions, load_split
 from workers.caption.training.metrics import evaluate
 
-IRONY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "irony"
+STANCE = IRONY.parent / "police-stance" / "stance.tsv"
 needs_data = pytest.mark.skipif(
-    not (IRONY / "val_text.txt").is_file(),
-    reason=f"irony data not found at {IRONY} (SemEval-2018 3A via TweetEval; never in the repo)",
+    not (IRONY / "val_text.txt").is_file() or not STANCE.is_file(),
+    reason=f"shared data not found beside the checkout ({IRONY.parent}; never in the repo)",
 )
 TOLERANCE = 0.005
 #: A retrain follows another trajectory on another CPU (other float kernels: AVX2, AVX-512, AMX),
@@ -32,14 +49,81 @@ TOLERANCE = 0.005
 #: int8 ECE 0.0326 against 0.0415. On one machine a retrain gives the same file. A broken
 #: recipe moves them by far more (a member that never learns scores at chance, 0.5).
 RETRAIN_TOLERANCE = 0.015
+#: Per-caption agreement with the recorded scores. float32 differs between CPUs only in the
+#: order of float sums; int8 activations are rounded to 8 bits, so a sum-order difference can
+#: flip a rounding. A changed file or a broken forward pass moves scores by far more.
+SCORE_TOLERANCE = {"float32": 1e-3, "int8": 0.02}
+
+SHIPPED_PARAMS = pytest.mark.parametrize("path,precision", SHIPPED, ids=SHIPPED_IDS)
 
 
-SHIPPED = pytest.mark.parametrize(
-    "path,precision",
-    [(SHIPPED_MODEL_FILE, "int8"), (SHIPPED_MODEL_FILE, "float32"), (MINILM_MODEL_FILE, "int8"),
-     (MINILM_MODEL_FILE, "float32"), (LINEAR_MODEL_FILE, "float32")],
-    ids=["v3-mpnet-int8", "v3-mpnet", "v2-minilm-int8", "v2-minilm", "v1-linear"],
-)
+def _stored_metadata(path: Path) -> dict:
+    """The JSON metadata in a model file's header, read without loading the model."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta["info"])
+
+
+@needs_data
+@SHIPPED_PARAMS
+def test_shipped_model_scores_its_reference_captions_as_recorded(path, precision):
+    recorded = json.loads(REFERENCE_FILE.read_text(encoding="utf-8"))["models"][
+        key(path, precision)
+    ]
+    model_id, got = scores(path, precision)
+    assert model_id == recorded["model_id"], (
+        "the shipped file changed: record its scores again (python -m tests.caption.reference)"
+    )
+    want = np.array(recorded["scores"])
+    assert len(got) == len(want) == 120
+    worst = float(np.abs(np.array(got) - want).max())
+    assert worst <= SCORE_TOLERANCE[precision], f"a reference score moved by {worst:.4f}"
+
+
+@needs_data
+@SHIPPED_PARAMS
+def test_documented_figures_match_the_model_card(path, precision):
+    documented = _stored_metadata(path)[validation_key(precision)]
+    assert documented["n"] == 955
+    card = (SHIPPED_MODEL_FILE.parent / "caption-sarcasm.md").read_text(encoding="utf-8")
+    for k in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+        assert f"{documented[k]:.4f}" in card, k
+
+
+def _stance_captions(rows: list[dict]) -> LabelledCaptions:
+    return LabelledCaptions(
+        [r["text_no_tags"] for r in rows], [int(r["label"] == "critical") for r in rows], "stance"
+    )
+
+
+@needs_data
+def test_the_trainer_learns_a_real_signal_from_a_few_hundred_captions():
+    """The adapter trainer on a tiny recipe (300 real captions, one epoch, rank 4, 3 frozen
+    layers, MiniLM) separates held-out captions far above chance. The task is critical vs
+    supportive tweets about the police, a signal a few hundred captions carry; irony needs
+    thousands (400 irony captions gave ROC-AUC 0.58-0.61). A trainer that stops learning (a
+    zero learning rate, a detached head, shuffled labels) lands near 0.5."""
+    from sklearn.metrics import roc_auc_score
+
+    from workers.caption.training.adapter import AdapterTrainConfig, train_adapter
+
+    with open(STANCE, encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["label"] in ("critical", "supportive")]  # fmt: skip
+    random.Random(0).shuffle(rows)
+    train, held_out = _stance_captions(rows[:300]), _stance_captions(rows[300:500])
+    cfg = AdapterTrainConfig(
+        base="minilm", epochs=1, members=1, rank=4, frozen_layers=3, batch_size=16, seed=5
+    )
+    model = train_adapter(train, cfg)
+    auc = roc_auc_score(held_out.labels, [s.sarcasm for s in model.score_batch(held_out.texts)])
+    print(f"tiny recipe: held-out ROC-AUC {auc:.3f} (model {model.model_id})")
+    assert auc >= 0.8
+
+
+# --- make reproduce -------------------------------------------------------------------------
 
 
 def _figures(model):
@@ -47,34 +131,33 @@ def _figures(model):
     return evaluate(val.labels, [s.sarcasm for s in model.score_batch(val.texts)])
 
 
+def _table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\n{title}\n  {'figure':<24} {'documented':>10} {'measured':>10}")
+    for name, documented, got in rows:
+        print(f"  {name:<24} {documented:>10.4f} {got:>10.4f}")
+
+
 @needs_data
-@SHIPPED
+@pytest.mark.reproduce
+@SHIPPED_PARAMS
 def test_shipped_model_reproduces_its_documented_validation_figures(path, precision):
     model = load_model_file(path, precision=precision)
     documented = model.documented_validation()
     fig = _figures(model)
+    _table(f"{model.model_id} on the 955 validation captions",
+           [(k, documented[k], getattr(fig, k)) for k in ("ironic_f1", "macro_f1", "ece")])
     assert fig.n == documented["n"] == 955
-    for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
-        assert getattr(fig, key) == pytest.approx(documented[key], abs=TOLERANCE), key
+    for k in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+        assert getattr(fig, k) == pytest.approx(documented[k], abs=TOLERANCE), k
 
 
 @needs_data
-@SHIPPED
-def test_documented_figures_match_the_model_card(path, precision):
-    documented = load_model_file(path, precision=precision).documented_validation()
-    card = (SHIPPED_MODEL_FILE.parent / "caption-sarcasm.md").read_text(encoding="utf-8")
-    for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
-        assert f"{documented[key]:.4f}" in card, key
-
-
-@needs_data
-@pytest.mark.slow
+@pytest.mark.reproduce
 @pytest.mark.timeout(3600)  # v3 on 2 cores: ~10 minutes a member
 @pytest.mark.parametrize("path", [SHIPPED_MODEL_FILE, MINILM_MODEL_FILE], ids=["v3", "v2"])
 def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
     """The recipe stored in the shipped file, run again (v3 about 10-12 minutes on 2 cores, v2
-    about 5), lands within seed noise of the documented validation figures: a change that breaks
-    training can't pass unnoticed (the shipped files themselves are re-checked within ±0.005)."""
+    about 5), lands within seed noise of the documented validation figures."""
     from workers.caption.training.adapter import AdapterTrainConfig, train_adapter
 
     shipped = load_model_file(path)
@@ -82,13 +165,16 @@ def test_retraining_with_the_shipped_recipe_reproduces_its_figures(path):
     model = train_adapter(load_split(IRONY, "train"), cfg, load_split(IRONY, "val"))
     for figures in map(validation_key, VALIDATED_PRECISIONS):
         documented, got = shipped.metadata[figures], model.metadata[figures]
-        for key in ("ironic_f1", "macro_f1", "accuracy", "ece"):
-            assert got[key] == pytest.approx(documented[key], abs=RETRAIN_TOLERANCE), (figures, key)
+        _table(f"{shipped.model_id} retrained ({figures})",
+               [(k, documented[k], got[k]) for k in ("ironic_f1", "macro_f1", "ece")])
+        for k in ("ironic_f1", "macro_f1", "accuracy", "ece"):
+            assert got[k] == pytest.approx(documented[k], abs=RETRAIN_TOLERANCE), (figures, k)
 
 
 @needs_data
-@pytest.mark.slow
+@pytest.mark.reproduce
 def test_v1_training_is_seeded_and_reproduces_the_shipped_weights():
+    from workers.caption.linear import SarcasmModel
     from workers.caption.training.linear import TrainConfig, train
 
     shipped = SarcasmModel.load(LINEAR_MODEL_FILE)

@@ -13,19 +13,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import link_caption_encoder
+
 BACKFIRE = str(Path(sys.executable).with_name("backfire"))
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, tiny_clip: tuple[Path, Path]) -> dict[str, str]:
+def cli_env(
+    tmp_path: Path, tiny_clip: tuple[Path, Path], caption_encoder_cache: Path,
+    fast_caption_env: dict[str, str],
+) -> dict[str, str]:
+    """The tiny CLIP and the v1 caption model (these tests are about the command, not the
+    caption model); a test of the default pipeline sets BACKFIRE_CAPTION_MODEL_FILE=""."""
     cfg, ckpt = tiny_clip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKFIRE_")}
     env.update(
         BACKFIRE_MODEL_CONFIG_FILE=str(cfg),
         BACKFIRE_CHECKPOINT=str(ckpt),
         BACKFIRE_OFFLINE="1",
-        BACKFIRE_CACHE_DIR=str(tmp_path / "cache"),
+        BACKFIRE_CACHE_DIR=str(link_caption_encoder(tmp_path / "cache", caption_encoder_cache)),
         BACKFIRE_DATA_DIR=str(tmp_path / "data"),
+        **fast_caption_env,
     )
     return env
 

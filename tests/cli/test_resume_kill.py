@@ -1,6 +1,7 @@
-"""`backfire score --resume` after `kill -9` at random points of a 2,000-post run whose media
-come from a local HTTP server: the final output holds every input post exactly once, and media
-already in the run's cache are never downloaded again.
+"""`backfire score --resume` after `kill -9` at random points of a run whose media come from a
+local HTTP server: the final output holds every input post exactly once, and media already in
+the run's cache are never downloaded again. `make test` kills a 300-post run three times;
+`make reproduce` a 2,000-post run five times.
 
 Real subprocesses, the tiny open_clip model with random weights, the real fetcher and writer.
 """
@@ -29,7 +30,7 @@ from PIL import Image
 from tests.conftest import REPO_ROOT
 from tests.support.quiet_http import QuietHTTPServer
 
-N_POSTS, N_IMAGES, ROUNDS = 2000, 1500, 5
+N_IMAGES = 1500
 
 
 class _Media:
@@ -96,15 +97,20 @@ def _cached_urls(cache: Path, urls: list[str]) -> set[str]:
     return found
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "n_posts,rounds",
+    [(300, 3), pytest.param(2000, 5, marks=pytest.mark.reproduce)],
+    ids=["300-posts", "2000-posts"],
+)
 def test_kill_at_random_points_then_resume_scores_every_post_once(
-    tmp_path: Path, tiny_clip: tuple[Path, Path], media_server: tuple[int, _Media]
-) -> None:
+    tmp_path: Path, tiny_clip: tuple[Path, Path], media_server: tuple[int, _Media],
+    n_posts: int, rounds: int, fast_caption_env: dict[str, str],
+) -> None:  # fmt: skip
     port, media = media_server
     rng = random.Random(os.environ.get("BACKFIRE_TEST_SEED", "5"))
     posts = tmp_path / "posts.jsonl"
-    urls = [f"http://127.0.0.1:{port}/img/{i % N_IMAGES}.jpg" for i in range(N_POSTS)]
+    urls = [f"http://127.0.0.1:{port}/img/{i % N_IMAGES}.jpg" for i in range(n_posts)]
     with open(posts, "w") as f:
         for i, url in enumerate(urls):
             f.write(json.dumps({"post_id": f"p{i:04d}", "image": url, "caption": "#myNYPD"}) + "\n")
@@ -113,6 +119,7 @@ def test_kill_at_random_points_then_resume_scores_every_post_once(
         **os.environ, "BACKFIRE_MODEL_CONFIG_FILE": str(cfg), "BACKFIRE_CHECKPOINT": str(ckpt),
         "BACKFIRE_OFFLINE": "1", "BACKFIRE_CACHE_DIR": str(tmp_path / "cache"),
         "BACKFIRE_DATA_DIR": str(tmp_path / "data"), "BACKFIRE_THREADS": "1",
+        **fast_caption_env,
     }  # fmt: skip
     out = tmp_path / "out.jsonl"
     cmd = [
@@ -121,7 +128,7 @@ def test_kill_at_random_points_then_resume_scores_every_post_once(
     ]  # fmt: skip
 
     kills = 0
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         cached = _cached_urls(tmp_path / "cache", urls)
         with media.lock:
             media.hits.clear()
@@ -145,7 +152,7 @@ def test_kill_at_random_points_then_resume_scores_every_post_once(
             refetched = cached & {u for u in urls if media.hits[u.split(str(port), 1)[1]]}
         assert not refetched, f"round {round_}: {len(refetched)} cached media fetched again"
 
-    assert kills >= ROUNDS - 1  # the run must not have finished before we could kill it
+    assert kills >= rounds - 1  # the run must not have finished before we could kill it
     cached = _cached_urls(tmp_path / "cache", urls)
     with media.lock:
         media.hits.clear()
@@ -158,7 +165,7 @@ def test_kill_at_random_points_then_resume_scores_every_post_once(
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [r["post_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a post appears twice"
-    assert set(ids) == {f"p{i:04d}" for i in range(N_POSTS)}
+    assert set(ids) == {f"p{i:04d}" for i in range(n_posts)}
     assert all(r["status"] == "ok" for r in rows)
     # The per-run cache is removed once the run completes.
     assert not any((tmp_path / "cache").glob("media-runs/*/urls"))

@@ -26,7 +26,9 @@ def _folder(tmp_path: Path) -> Path:
 
 def test_folder_to_jsonl_all_good_exit_0(run_cli, tmp_path):
     folder = _folder(tmp_path)
-    res = run_cli("score", str(folder), "--hashtag", "myNYPD", "--out", "v.jsonl")
+    default_pipeline = {"BACKFIRE_CAPTION_MODEL_FILE": ""}  # the shipped caption model (v3)
+    res = run_cli("score", str(folder), "--hashtag", "myNYPD", "--out", "v.jsonl",
+                  env=default_pipeline)  # fmt: skip
     assert res.returncode == 0, res.stderr
     rows = _rows(tmp_path / "v.jsonl")
     assert sorted(r["post_id"] for r in rows) == ["arrest1", "bagel", "parade"]
@@ -42,6 +44,7 @@ def test_folder_to_jsonl_all_good_exit_0(run_cli, tmp_path):
         )
         assert r["reasons"] and set(r["scenes"]) >= {"arrest", "restraint", "weapon_drawn"}
         assert r["pipeline_version"].startswith("bf1-") and r["hashtag"] == "myNYPD"
+        assert r["caption"]["model"].startswith("caption-sarcasm-v3-")
     assert "Scored 3 of 3 posts" in res.stderr
 
 

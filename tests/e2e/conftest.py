@@ -41,8 +41,14 @@ def queue_settings_for(base: Settings, database_url: str | None) -> Settings:
 
 @pytest.fixture
 def qsettings(tiny_settings: Settings) -> Settings:
-    """SQLite queue settings (the failure tests)."""
-    return queue_settings_for(tiny_settings, None)
+    """SQLite queue settings (the failure tests). Their subject is crashes and outages, and each
+    restarted pool child loads the models again: the v1 caption model loads in milliseconds,
+    the default v3 in seconds. The end-to-end tests run the default."""
+    from workers.caption import LINEAR_MODEL_FILE
+
+    return queue_settings_for(tiny_settings, None).model_copy(
+        update={"caption_model_file": LINEAR_MODEL_FILE}
+    )
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def test_backfire_serve_and_worker_score_an_upload(qsettings, tmp_path):
     assert BACKFIRE.exists(), f"console script not installed at {BACKFIRE}"
+    qsettings = qsettings.model_copy(update={"caption_model_file": None})  # the shipped default
     key = create_key(open_database(qsettings), "cli")  # also migrates before both start
     port = free_port()
     env = env_for(qsettings)
@@ -69,6 +70,7 @@ def test_backfire_serve_and_worker_score_an_upload(qsettings, tmp_path):
             got = httpx.get(status_url, headers=auth, timeout=5).json()
             assert got["verdict"] in ("backlash", "supportive", "neutral", "off_topic")
             assert got["pipeline_version"].startswith("bf1-") and got["attempts"] == 1
+            assert got["caption_scores"]["model"].startswith("caption-sarcasm-v3-")
             ready = httpx.get(f"{url}/readyz", timeout=10)
             assert ready.status_code == 200 and ready.json()["workers"] >= 1
     finally:

@@ -134,6 +134,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         fields["CHECKPOINT"] = str(settings.checkpoint)
     if settings.webhook_secret:
         fields["WEBHOOK_SECRET"] = settings.webhook_secret
+    if settings.caption_model_file:
+        fields["CAPTION_MODEL_FILE"] = str(settings.caption_model_file)
     env.update({f"BACKFIRE_{k}": v for k, v in fields.items()})
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
