@@ -125,7 +125,11 @@ async def create_post(
     )  # fmt: skip
     # Everything after the body is read happens in one worker-thread hop (each hop costs a
     # context switch and a wake-up of the event loop): the one ingest path of the queue side.
-    media = data if data is not None else lambda: fetch_url(image_url, ctx.fetch_policy).data
+    def download() -> bytes:  # only for a new post: a re-sent one never downloads again
+        assert image_url is not None  # no upload, so the JSON body named the image
+        return fetch_url(image_url, ctx.fetch_policy).data
+
+    media = data if data is not None else download
     row, created = await run_in_threadpool(ctx.ingest.accept, new, media)
     return _accepted(row, duplicate=not created)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from workers.cli.common import allow_private, err, settings_with
 from workers.config import Settings
-from workers.domain import clean_hashtag
+from workers.domain import ResultRow, clean_hashtag
 from workers.errors import UsageError
 from workers.store.blobs import BlobStore
 
@@ -54,6 +54,7 @@ def report(
     settings = settings_with(allow_private_network=allow_private_network or None)
     started = time.perf_counter()
     blobs = None
+    rows: list[ResultRow] | list[dict[str, Any]]
     if hashtag is not None:
         rows, scored_at, base = _store_rows(settings, hashtag), None, None
         blobs = BlobStore(settings.resolved_media_dir)  # thumbnails from the media store

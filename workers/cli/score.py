@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,7 +34,13 @@ from workers.domain import PostResult, ResultRow
 from workers.errors import MediaError, UsageError
 from workers.net.guard import FetchPolicy
 from workers.scoring.runner import Runner, RunStats
-from workers.scoring.writers import JsonlWriter, done_post_ids, open_writer, out_format_for
+from workers.scoring.writers import (
+    JsonlWriter,
+    Writer,
+    done_post_ids,
+    open_writer,
+    out_format_for,
+)
 from workers.sources import ReadProblem, open_reader
 
 if TYPE_CHECKING:
@@ -150,9 +157,11 @@ def run_score(settings: Settings, job: ScoreJob, console: Console) -> int:
         pipeline = Pipeline.from_settings(settings)
     total = None
     if progress:  # the bar's total: the export is read once, and the run goes over what was read
-        records = list(records)
-        total = sum(1 for r in records if not isinstance(r, ReadProblem)) - len(skip)
+        read = list(records)
+        total = sum(1 for r in read if not isinstance(r, ReadProblem)) - len(skip)
+        records = iter(read)
 
+    writer: Writer
     if out is None:
         writer = JsonlWriter(sys.stdout)
     else:
@@ -295,7 +304,7 @@ def score_via_queue(
             image_url=rec.image,
         )  # fmt: skip
         try:
-            row, _ = ingest.accept(new, lambda rec=rec: read_media(rec.image, policy), resend=True)
+            row, _ = ingest.accept(new, partial(read_media, rec.image, policy), resend=True)
         except MediaError as e:
             # No pipeline ran: the row names the post and why its image was refused.
             rows.append(PostResult(rec, None, error=e.as_record()).row())

@@ -266,10 +266,7 @@ def _payload(
         f":rotating_light: Backlash alert for #{rule.hashtag}: {share:.0%} of the {len(window)} "
         f"posts in the last {win} are backlash (threshold {rule.threshold:.0%})."
     ]
-    lines += [
-        f"• {p['post_id']} ({float(p['confidence'] or 0):.2f}): {(p['caption'] or '')[:140]}"
-        for p in top_posts
-    ]
+    lines += [f"• {r.post_id} ({r.confidence or 0:.2f}): {r.caption_text[:140]}" for r in top]
     return {
         "text": "\n".join(lines),
         "event": "backlash.threshold_crossed",

@@ -69,7 +69,7 @@ def _sensitive(row: ResultRow, thresholds: dict[str, tuple[str, float]]) -> bool
 
 
 def build_report(
-    rows: Iterable[ResultRow | dict[str, Any]],
+    records: Iterable[ResultRow | dict[str, Any]],
     *,
     settings: Settings | None = None,
     fetch_thumbnails: bool = False,
@@ -82,7 +82,7 @@ def build_report(
 ) -> tuple[ReportModel, str]:
     """The report model and its HTML. See `render_report`."""
     settings = settings or get_settings()
-    rows = [ResultRow.of(r) for r in rows]
+    rows = [ResultRow.of(r) for r in records]
     thresholds = scene_thresholds(settings)
     loader = ImageLoader(
         FetchPolicy.from_settings(settings), fetch=fetch_thumbnails, base_dir=base_dir,

@@ -189,7 +189,7 @@ def make_buckets(times: list[tuple[datetime, bool]]) -> tuple[str, list[Bucket]]
 
 # --- the model --------------------------------------------------------------------------------
 def build_model(
-    rows: Iterable[ResultRow | dict[str, Any]],
+    records: Iterable[ResultRow | dict[str, Any]],
     *,
     scene_thresholds: dict[str, tuple[str, float]] | None = None,
     clusters: dict[str, str] | None = None,
@@ -203,13 +203,13 @@ def build_model(
     count at 0.5. `clusters` maps an `image_key` to its near-duplicate cluster key, so reposts
     and re-crops of one photo add up to one reach (see `dedupe.py`).
     """
-    rows = [ResultRow.of(r) for r in rows]
+    rows = [ResultRow.of(r) for r in records]
     scene_thresholds = scene_thresholds or {}
     clusters = clusters or {}
     ok_rows = [r for r in rows if r.ok and r.verdict]
     failed_rows = [r for r in rows if not r.ok]
 
-    counts = Counter({v: 0 for v in VERDICTS})
+    counts: Counter[str] = Counter({v: 0 for v in VERDICTS})
     counts.update(str(r.verdict) for r in ok_rows)
     versions = Counter(r.pipeline_version or "unknown" for r in rows)
     hashtags = Counter(h for h in (clean_hashtag(r.hashtag) for r in rows) if h)

@@ -209,19 +209,19 @@ class Pipeline:
         for it in items:
             r = by_item.get(id(it))
             if r is None:
-                err = it.error or known.get(it.sha)
+                err = it.error or known.get(it.sha or "")
                 assert isinstance(err, MediaError)
                 r = self.error_result(it.post, err, it.sha)
             out.append(r)
         return Scored(out, shas)
+
+    def _preparer(self, data: bytes) -> Callable[[], Prepared]:
+        return lambda: self.prepare(data)
 
     def score_items(
         self, items: Sequence[tuple[Post, bytes]], cache: SceneCache | None = None
     ) -> list[PostResult]:
         """Score posts whose image bytes are in hand (the Celery task's entry point), with
         `cache`, else the pipeline's own `scene_cache`."""
-        batch = [
-            Item(post, sha256_hex(data), prepared=lambda data=data: self.prepare(data))
-            for post, data in items
-        ]
+        batch = [Item(p, sha256_hex(data), prepared=self._preparer(data)) for p, data in items]
         return self.score_batch(batch, cache or self.scene_cache or MemorySceneCache()).results

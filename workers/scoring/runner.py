@@ -172,10 +172,10 @@ class Runner:
     def _score_window(self, futures: list[Future[_Loaded]], write: Callable[[dict], None]) -> None:
         loaded = [f.result() for f in futures]
         items = []
-        for it in loaded:
+        for ld in loaded:
             with self._lock:
-                fut = self._decoding.get(it.sha) if it.sha is not None else None
-            items.append(Item(it.post, it.sha, fut.result if fut is not None else None, it.error))
+                fut = self._decoding.get(ld.sha) if ld.sha is not None else None
+            items.append(Item(ld.post, ld.sha, fut.result if fut is not None else None, ld.error))
         scored = self.pipeline.score_batch(items, self.cache)
         with self._lock:
             for it in items:  # free the decoded tensors of every image now known
