@@ -184,20 +184,27 @@ class Pipeline:
         encoded once (a decode error fails every post of that image, never the batch); what is
         learnt goes into `cache`."""
         to_encode: dict[str, Prepared] = {}
+        # Kept here too: a cache may forget errors, and this batch must not decode twice.
+        failed: dict[str, MediaError] = {}
         for it in items:
-            if it.error is not None or it.sha is None or it.sha in to_encode:
+            if it.error is not None or it.sha is None or it.sha in to_encode or it.sha in failed:
                 continue
             if cache.get(it.sha) is None and it.prepared is not None:
                 try:
                     to_encode[it.sha] = it.prepared()
                 except MediaError as e:
+                    failed[it.sha] = e
                     cache.put(it.sha, e)
         shas = list(to_encode)
         for sha, probs in zip(
             shas, self.scene_probabilities([to_encode[s] for s in shas]), strict=True
         ):
             cache.put(sha, probs)
-        known = {it.sha: cache.get(it.sha) for it in items if it.error is None and it.sha}
+        known = {
+            it.sha: failed.get(it.sha) or cache.get(it.sha)
+            for it in items
+            if it.error is None and it.sha
+        }
         good = [it for it in items if isinstance(known.get(it.sha), dict)]  # type: ignore[arg-type]
         scored = self.results(
             [it.post for it in good],
