@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from workers.config import Settings, get_settings
 from workers.domain import Post
@@ -77,6 +77,20 @@ def state() -> WorkerState:
         blobs = BlobStore(settings.resolved_media_dir)
         _state = WorkerState(settings, open_database(settings), blobs)
     return _state
+
+
+@worker_init.connect
+def _import_engine(**_: Any) -> None:
+    """Import the engine's code (torch, open_clip, the pipeline) in the main worker process
+    before the pool forks: every pool child, and every child restarted after a crash, then
+    starts with the modules in place (shared copy-on-write) instead of spending seconds
+    importing them. Only imports: no model is loaded and no torch thread is started here, so
+    forking stays safe; each child loads its own model in `_init_child`."""
+    import open_clip  # noqa: F401
+    import torch  # noqa: F401
+
+    import workers.caption.adapter  # noqa: F401
+    import workers.scoring.pipeline  # noqa: F401
 
 
 @worker_process_init.connect
