@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio
 from celery import Celery
+from redis.asyncio import Redis as AsyncRedis
 
 from service.ratelimit import RateLimiter
 from workers.config import Settings
@@ -28,7 +29,7 @@ class ApiContext:
     publisher: Publisher
     redis: redis.Redis
     #: The same Redis for calls made on the event loop (the rate limit).
-    aredis: redis.asyncio.Redis
+    aredis: AsyncRedis
     limiter: RateLimiter
     keys: KeyCache
     fetch_policy: FetchPolicy

@@ -49,10 +49,12 @@ TOLERANCE = 0.005
 #: int8 ECE 0.0326 against 0.0415. On one machine a retrain gives the same file. A broken
 #: recipe moves them by far more (a member that never learns scores at chance, 0.5).
 RETRAIN_TOLERANCE = 0.015
-#: Per-caption agreement with the recorded scores. float32 differs between CPUs only in the
-#: order of float sums; int8 activations are rounded to 8 bits, so a sum-order difference can
-#: flip a rounding. A changed file or a broken forward pass moves scores by far more.
-SCORE_TOLERANCE = {"float32": 1e-3, "int8": 0.02}
+#: Per-caption agreement with the recorded scores: (largest, mean) absolute difference.
+#: float32 differs between CPUs only in the order of float sums. int8 also differs by kernel:
+#: fbgemm's AVX2 path adds u8*s8 pairs in saturating int16, the AVX-512 VNNI path in int32, so
+#: the same file scores a few captions up to 0.03 apart on the two machine types (v3: mean
+#: 0.004). A changed file or a broken forward pass moves scores by far more.
+SCORE_TOLERANCE = {"float32": (1e-3, 1e-4), "int8": (0.05, 0.01)}
 
 SHIPPED_PARAMS = pytest.mark.parametrize("path,precision", SHIPPED, ids=SHIPPED_IDS)
 
@@ -78,8 +80,10 @@ def test_shipped_model_scores_its_reference_captions_as_recorded(path, precision
     )
     want = np.array(recorded["scores"])
     assert len(got) == len(want) == 120
-    worst = float(np.abs(np.array(got) - want).max())
-    assert worst <= SCORE_TOLERANCE[precision], f"a reference score moved by {worst:.4f}"
+    moved = np.abs(np.array(got) - want)
+    worst_allowed, mean_allowed = SCORE_TOLERANCE[precision]
+    assert moved.max() <= worst_allowed, f"a reference score moved by {moved.max():.4f}"
+    assert moved.mean() <= mean_allowed, f"the reference scores moved by {moved.mean():.4f} on average"
 
 
 @needs_data

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from workers.cli.common import EXIT_USAGE, err, settings_with
+
+if TYPE_CHECKING:  # the CLI imports its models (and torch) only in the commands that need them
+    from workers.caption.adapter import AdapterSarcasmModel
+    from workers.caption.linear import SarcasmModel
 
 app = typer.Typer(
     help="The caption sarcasm model: try it on captions, measure it, retrain it on your own.",
@@ -120,6 +124,7 @@ def train(
         err.print("[bold red]error[/]: --epochs and --members must be at least 1, --lr above 0")
         raise typer.Exit(EXIT_USAGE)
     progress = lambda m: err.print(f"[dim]{m}[/]")  # noqa: E731
+    model: AdapterSarcasmModel | SarcasmModel
     try:
         train_set = load_split(data, "train")
         val_set = load_split(data, "val") if data.is_dir() and has_split(data, "val") else None

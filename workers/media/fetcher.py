@@ -16,6 +16,7 @@ Decoding stays elsewhere (the runner's loader threads): these threads only wait 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -201,7 +202,7 @@ class MediaFetcher:
                 return fut
             fut = self._pool.submit(self.get, ref)
             self._in_flight[ref] = fut
-        fut.add_done_callback(lambda _f, url=ref: self._forget(url))
+        fut.add_done_callback(functools.partial(self._forget_done, ref))
         return fut
 
     def get(self, url: str) -> bytes:
@@ -235,7 +236,7 @@ class MediaFetcher:
         self.close()
 
     # --- internals -----------------------------------------------------------------------------
-    def _forget(self, url: str) -> None:
+    def _forget_done(self, url: str, _future: Future[bytes]) -> None:
         with self._lock:
             self._in_flight.pop(url, None)
 

@@ -209,7 +209,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
 
 
 # --- connections pinned to the vetted addresses -------------------------------------------------
-def _connect_pinned(addresses: tuple[tuple[int, Any], ...], timeout: float) -> socket.socket:
+def _connect_pinned(addresses: tuple[tuple[int, Any], ...], timeout: float | None) -> socket.socket:
     """Connect to the first vetted address that answers (like socket.create_connection)."""
     last: OSError | None = None
     for family, sockaddr in addresses:

@@ -18,7 +18,7 @@ from typing import Any
 
 from workers.domain import Post
 from workers.sources import ReadProblem, Record
-from workers.sources.jsondocs import dig, iter_documents
+from workers.sources.jsondocs import dig, iter_documents, obj_at
 from workers.sources.reposts import Item, collapse
 
 CDN = "https://cdn.bsky.app"
@@ -82,7 +82,7 @@ def _item(obj: Any, hashtag: str | None, where: str) -> Item | ReadProblem:
         post = _hydrated(obj["post"], hashtag, where)
         if isinstance(post, ReadProblem):
             return post
-        reason = obj.get("reason") if isinstance(obj.get("reason"), dict) else None
+        reason = obj_at(obj, "reason")
         if reason and str(reason.get("$type", "")).endswith("#reasonRepost"):
             by = dig(reason, "by", "did") or dig(reason, "by", "handle") or "unknown"
             return Item(post, repost_id=str(reason.get("uri") or f"{post.post_id}#repost-by-{by}"))
@@ -91,7 +91,8 @@ def _item(obj: Any, hashtag: str | None, where: str) -> Item | ReadProblem:
         post = _hydrated(obj, hashtag, where)
         return post if isinstance(post, ReadProblem) else Item(post)
     # Raw records: {"uri", "cid", "value"} from listRecords, or a bare record (no DID: unusable).
-    record = obj.get("value") if isinstance(obj.get("value"), dict) else obj
+    value = obj_at(obj, "value")
+    record = obj if value is None else value
     kind = record.get("$type")
     uri = str(obj.get("uri") or "")
     did = _did_of(uri)
@@ -109,7 +110,7 @@ def _item(obj: Any, hashtag: str | None, where: str) -> Item | ReadProblem:
 
 def _hydrated(view: dict[str, Any], hashtag: str | None, where: str) -> Post | ReadProblem:
     uri = str(view.get("uri") or "")
-    record = view.get("record") if isinstance(view.get("record"), dict) else {}
+    record = obj_at(view, "record") or {}
     if not uri:
         return ReadProblem(where, "post without a uri")
     did = str(dig(view, "author", "did") or _did_of(uri) or "")
@@ -142,7 +143,7 @@ def _view_media(embed: Any, extra: dict[str, Any]) -> list[tuple[str, str | None
             extra["quote_of"] = quoted
         return _view_media(embed.get("media"), extra)
     if t == "app.bsky.embed.record#view":
-        rec = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+        rec = obj_at(embed, "record") or {}
         if rec.get("uri"):
             extra["quote_of"] = rec["uri"]
         for inner in rec.get("embeds") or []:  # a quote of a post with pictures

@@ -89,3 +89,10 @@ def dig(obj: Any, *keys: str | int) -> Any:
             return None
         obj = obj[k] if isinstance(k, int) else obj.get(k)
     return obj
+
+
+def obj_at(obj: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """obj[key] when it is a JSON object, else None: exports put null, strings or lists where
+    an object belongs, and a reader treats those as absent."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else None

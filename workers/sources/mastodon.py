@@ -17,7 +17,7 @@ from typing import Any
 
 from workers.domain import Post
 from workers.sources import ReadProblem, Record
-from workers.sources.jsondocs import dig, elements, iter_documents
+from workers.sources.jsondocs import dig, elements, iter_documents, obj_at
 from workers.sources.reposts import Item, collapse
 
 _STILL_TYPES = ("gifv", "video")
@@ -87,7 +87,7 @@ def _post(status: dict[str, Any], hashtag: str | None) -> Post:
         extra["media_type"] = first.get("type")
         if len(media) > 1:
             extra["media_urls"] = [_media_url(a) for a in media]
-    account = status.get("account") if isinstance(status.get("account"), dict) else {}
+    account = obj_at(status, "account") or {}
     return Post(
         post_id=str(status["id"]),
         image=_media_url(first) if first else None,

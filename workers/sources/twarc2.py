@@ -22,7 +22,7 @@ from typing import Any
 
 from workers.domain import Post
 from workers.sources import ReadProblem, Record
-from workers.sources.jsondocs import dig, iter_documents
+from workers.sources.jsondocs import dig, iter_documents, obj_at
 from workers.sources.reposts import Item, collapse
 
 _RT_PREFIX = re.compile(r"^RT @\w+: ")
@@ -72,7 +72,7 @@ def _items(path: Path, hashtag: str | None) -> Iterator[Item | ReadProblem]:
 
 
 def _page_context(page: dict[str, Any]) -> _Context:
-    inc = page.get("includes") if isinstance(page.get("includes"), dict) else {}
+    inc = obj_at(page, "includes") or {}
     ctx = _Context()
     for m in inc.get("media") or []:
         if isinstance(m, dict) and m.get("media_key"):
@@ -117,7 +117,7 @@ def _item(tweet: Any, ctx: _Context, hashtag: str | None, where: str) -> Item | 
 
 
 def _media(tweet: dict[str, Any], ctx: _Context) -> list[dict[str, Any]]:
-    att = tweet.get("attachments") if isinstance(tweet.get("attachments"), dict) else {}
+    att = obj_at(tweet, "attachments") or {}
     inline = att.get("media")
     if isinstance(inline, list) and all(isinstance(m, dict) for m in inline):
         return inline
@@ -146,7 +146,7 @@ def _post(tweet: dict[str, Any], ctx: _Context, hashtag: str | None) -> Post:
         extra["media_type"] = first.get("type")
         if len(media) > 1:
             extra["media_urls"] = [_media_url(m) for m in media]
-    author = tweet.get("author") if isinstance(tweet.get("author"), dict) else None
+    author = obj_at(tweet, "author")
     if author is None and tweet.get("author_id"):
         author = ctx.users.get(str(tweet["author_id"]), {"id": tweet["author_id"]})
     text = dig(tweet, "note_tweet", "text") or tweet.get("text") or ""  # long tweets

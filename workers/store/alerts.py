@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from workers.domain import ResultRow
@@ -57,7 +57,7 @@ def remove_rule(db: Database, rule_id: str, owner: str | None = None) -> bool:
         q = delete(AlertRuleRow).where(AlertRuleRow.id == rule_id)
         if owner is not None:
             q = q.where(AlertRuleRow.owner == owner)
-        return bool(s.execute(q).rowcount)
+        return bool(cast(CursorResult[Any], s.execute(q)).rowcount)
 
 
 def has_rules(db: Database, hashtag_key: str | None = None, cli_only: bool = False) -> bool:

@@ -6,9 +6,9 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Select, and_, func, insert, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workers.domain import parse_time
@@ -57,7 +57,7 @@ def find_existing(db: Database, new: NewPost) -> PostRow | None:
         return _find_existing(s, new)
 
 
-_POSTS = PostRow.__table__
+_POSTS = cast(Table, PostRow.__table__)
 
 
 def create_post(db: Database, new: NewPost, *, enqueued: bool = False) -> tuple[PostRow, bool]:
@@ -106,7 +106,8 @@ def create_post(db: Database, new: NewPost, *, enqueued: bool = False) -> tuple[
             ):
                 seq = None
             else:
-                seq = conn.execute(insert(_POSTS), values).inserted_primary_key[0]
+                # One row inserted: its key is always there (typed Optional for executemany).
+                seq = cast(Row[Any], conn.execute(insert(_POSTS), values).inserted_primary_key)[0]
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its post.
         existing = find_existing(db, new)
@@ -161,7 +162,7 @@ def get_by_seq(db: Database, seq: int) -> PostView | None:
         return None if row is None else PostView(row, _current_verdict(s, row))
 
 
-def with_current_verdict() -> Select[tuple[PostRow, VerdictRow]]:
+def with_current_verdict() -> Select[PostRow, VerdictRow]:
     """Posts joined to their verdict for the post's current pipeline_version (None until
     scored): older verdicts of a re-scored post never leak into listings or reports."""
     return select(PostRow, VerdictRow).outerjoin(

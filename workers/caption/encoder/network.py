@@ -92,7 +92,8 @@ class LoRALinear(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, rank: int, alpha: float) -> None:
         super().__init__()
-        self.base = nn.Linear(d_in, d_out)
+        # nn.Module: a plain Linear, or its int8 replacement once quantised (quantize.py).
+        self.base: nn.Module = nn.Linear(d_in, d_out)
         self.base.weight.requires_grad_(False)
         self.base.bias.requires_grad_(False)
         self.rank = rank
@@ -112,6 +113,8 @@ class LoRALinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if self.rank and not self.merged:
+            if not isinstance(self.base, nn.Linear):
+                raise ValueError("a quantised layer cannot take its adapter in")
             self.base.weight += (self.lora_b @ self.lora_a) * self.scale
             self.merged = True
 

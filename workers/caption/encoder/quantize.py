@@ -48,6 +48,7 @@ class SmoothedInt8Linear(nn.Module):
         with torch.no_grad():
             scaled.weight.copy_(w * s)
             scaled.bias.copy_(linear.bias.detach().float())
+        self.inv_scale: torch.Tensor
         self.register_buffer("inv_scale", 1.0 / s)
         with warnings.catch_warnings():
             # torch.ao's eager quantisation is deprecated in favour of torchao (not a dependency
@@ -103,6 +104,8 @@ def quantize_int8(encoder: SentenceEncoder, ranges: dict[str, torch.Tensor]) -> 
     for name, m in layers.items():
         if m.rank and not m.merged:
             raise ValueError("merge the adapter before quantising")
+        if not isinstance(m.base, nn.Linear):
+            raise ValueError("this encoder is already quantised")
         m.base = SmoothedInt8Linear(m.base, ranges[name].float())
     _return_freed_memory()
 

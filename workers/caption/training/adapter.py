@@ -19,6 +19,7 @@ Seeded: everything follows from `seed`; the same seed on the same machine gives 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 import random
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -186,7 +188,7 @@ def _soup(
                         max_tokens=member_cfg.max_tokens, frozen_layers=member_cfg.frozen_layers)
     encoder = build_encoder(folder, base, cfg, dropout=0.0)
     states = [state for state, _ in members]
-    soup = {}
+    soup: dict[str, torch.Tensor] = {}
     for key in states[0]:
         parts = [s[key] for s in states]
         if key.endswith("lora_a"):
@@ -194,13 +196,17 @@ def _soup(
         elif key.endswith("lora_b"):
             soup[key] = torch.cat(parts, dim=1) / n
         else:  # LayerNorm weights and biases
-            soup[key] = sum(parts) / n
+            soup[key] = cast(torch.Tensor, sum(parts)) / n
     encoder.load_adapter(soup)
     head = torch.nn.Linear(encoder.shape.hidden, 1)
     with torch.no_grad():
-        head.weight.copy_(sum(h.weight for _, h in members) / n)
-        head.bias.copy_(sum(h.bias for _, h in members) / n)
+        head.weight.copy_(cast(torch.Tensor, sum(h.weight for _, h in members)) / n)
+        head.bias.copy_(cast(torch.Tensor, sum(h.bias for _, h in members)) / n)
     return cfg, encoder, head
+
+
+def _member_progress(progress: Callable[[str], None], member: str, message: str) -> None:
+    progress(f"{member}, {message}")
 
 
 def train_adapter(
@@ -234,7 +240,7 @@ def train_adapter(
         t0 = time.monotonic()
         encoder, head, loss = _fit_member(
             folder, base, member_cfg, fit_ids, fit_y, cfg, cfg.seed + k,
-            lambda m, k=k: progress(f"member {k + 1}/{cfg.members}, {m}"),
+            functools.partial(_member_progress, progress, f"member {k + 1}/{cfg.members}"),
         )  # fmt: skip
         progress(f"member {k + 1}/{cfg.members} trained in {time.monotonic() - t0:.0f} s")
         if cfg.epochs >= 2 and loss > NOT_LEARNED_LOSS:
