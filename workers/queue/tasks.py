@@ -86,8 +86,12 @@ def _import_engine(**_: Any) -> None:
     starts with the modules in place (shared copy-on-write) instead of spending seconds
     importing them. Only imports: no model is loaded and no torch thread is started here, so
     forking stays safe; each child loads its own model in `_init_child`."""
-    import open_clip  # noqa: F401
     import torch  # noqa: F401
+
+    from workers.scenes.openclip import import_open_clip
+
+    settings = current_settings()
+    import_open_clip(settings.model_name, settings.model_config_file)
 
     import workers.caption.adapter  # noqa: F401
     import workers.scoring.pipeline  # noqa: F401

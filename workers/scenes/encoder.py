@@ -43,8 +43,11 @@ class ClipEncoder:
     """open_clip model loaded strictly: real weights or a clear error, never silent random."""
 
     def __init__(self, settings: Settings, processes: int = 1) -> None:
-        import open_clip
         import torch
+
+        from workers.scenes.openclip import import_open_clip
+
+        open_clip = import_open_clip(settings.model_name, settings.model_config_file)
 
         torch.set_num_threads(settings.torch_threads(processes))
         self._torch = torch

@@ -32,8 +32,11 @@ def build_from_checkpoint(
     model_name: str, checkpoint: str, tag_cfg: dict[str, Any] | None, device: Any
 ) -> tuple[Any, Any]:
     """(model in eval mode, inference preprocess) with weights from `checkpoint`."""
-    import open_clip
     import torch
+
+    from workers.scenes.openclip import import_open_clip
+
+    open_clip = import_open_clip(model_name)
     from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
     tag_cfg = tag_cfg or {}

@@ -40,7 +40,9 @@ def weights_help(settings: Settings) -> str:
 
 
 def resolve_weights(model_name: str, settings: Settings) -> Weights:
-    import open_clip
+    from workers.scenes.openclip import import_open_clip
+
+    open_clip = import_open_clip(model_name, settings.model_config_file)
 
     if settings.checkpoint is not None:
         ckpt = Path(settings.checkpoint)
