@@ -386,3 +386,20 @@ def test_cli_precision_option_and_a_bad_precision_setting():
     )  # fmt: skip
     assert bad.returncode == 2 and "Invalid BACKFIRE_* setting" in bad.stderr
     assert "caption_precision" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_int8_ranges_measured_in_same_length_batches_are_each_captions_own():
+    """The ranges stored for int8 are measured with same-length captions batched together: they
+    equal the largest activations of each caption run alone (what the model does when scoring)."""
+    from workers.caption.encoder.quantize import activation_ranges
+
+    model = load_model_file(MINILM_MODEL_FILE, precision="float32")
+    texts = [*CAPTIONS, *SINCERE, *(f"{t} {i}" for i in range(3) for t in CAPTIONS)]
+    ids = [model.tokenizer.encode(encoder_text(t)).ids for t in texts]
+    assert len({len(i) for i in ids}) < len(ids)  # some lengths repeat: batches form
+    batched = activation_ranges(model.encoder, ids)
+    alone = [activation_ranges(model.encoder, [one]) for one in ids]
+    assert batched.keys() == alone[0].keys() and len(batched) == 36
+    for name, got in batched.items():
+        want = torch.stack([a[name] for a in alone]).amax(0)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), name

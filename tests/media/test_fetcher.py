@@ -73,11 +73,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if f.delay_s:
                 time.sleep(f.delay_s)
-            with suppress(BrokenPipeError, ConnectionResetError):
-                self._route(parts.path, q, n)
         finally:
+            # Counted out before the answer is written: once the client has the last byte it
+            # may free its slot and send the next request while this thread is still unwinding,
+            # and a loaded machine would then see one request too many "at once".
             with f.lock:
                 f.active -= 1
+        with suppress(BrokenPipeError, ConnectionResetError):
+            self._route(parts.path, q, n)
 
     def _route(self, path: str, q: dict[str, str], n: int) -> None:
         if path.startswith("/ok/"):
