@@ -34,18 +34,50 @@ class Post:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+StanceLabel = Literal["critical", "supportive", "neutral"]
+STANCES: tuple[StanceLabel, ...] = ("critical", "supportive", "neutral")
+
+
+@dataclass(frozen=True)
+class Stance:
+    """The caption's calibrated stance toward the campaign's sender (the police, for now): three
+    probabilities that sum to 1 (model_cards/caption-sarcasm.md, "Stance")."""
+
+    critical: float
+    supportive: float
+    neutral: float
+    target: str = "police"
+
+    @property
+    def label(self) -> StanceLabel:
+        return max(STANCES, key=lambda k: getattr(self, k))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"critical": self.critical, "supportive": self.supportive,
+                "neutral": self.neutral, "target": self.target, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Stance:
+        return cls(float(d["critical"]), float(d["supportive"]), float(d["neutral"]),
+                   str(d.get("target") or "police"))
+
+
 @dataclass(frozen=True)
 class CaptionScores:
-    """What the caption scorer says. `sarcasm` in [0, 1]; `sentiment` VADER compound in [-1, 1]."""
+    """What the caption scorer says. `sarcasm` in [0, 1]; `sentiment` VADER compound in [-1, 1];
+    `stance` None when the model has no stance head or could not read the caption (empty, not
+    Latin script): the policy then takes no stance evidence from it."""
 
     sarcasm: float
     sentiment: float
     cues: tuple[str, ...] = ()
     model: str = "cues-v0"
+    stance: Stance | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cues"] = list(self.cues)
+        d["stance"] = self.stance.as_dict() if self.stance is not None else None
         return d
 
 
@@ -91,6 +123,12 @@ class ResultRow:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def stance(self) -> Stance | None:
+        """The caption's stance, typed (it travels inside `caption`, as the scorer wrote it)."""
+        raw = (self.caption or {}).get("stance")
+        return Stance.from_dict(raw) if raw else None
 
     def as_record(self) -> dict[str, Any]:
         """THE serialiser: the JSON-ready row every writer, store, report, alert and the API use.

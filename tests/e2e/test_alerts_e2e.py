@@ -16,14 +16,17 @@ from workers.store import open_database
 from workers.store.keys import create_key
 
 # Random tiny-CLIP weights see "force" in every picture, so this policy lets the caption decide:
-# a #sarcasm caption is backlash (sarcasm × police presence), any other caption is neutral.
+# a #sarcasm caption is backlash (mock praise: the marker x positive words x police presence),
+# any other caption is neutral.
 CAPTION_DECIDES = """
-version: 1
-backlash: {force: 0.0, incongruity: 0.0, sarcasm_over_police: 1.0, negative_over_police: 0.0}
-supportive: {friendly: 0.0, warm_over_police: 0.0, sarcasm_damping: 0.6}
-caption: {sarcasm_floor: 0.95, strong_cues: ["#sarcasm"], strong_cue_evidence: 0.9}
+version: 2
+backlash: {force: 0.0, critical_over_police: 0.0, mock_praise_over_police: 1.0, incongruity: 0.0}
+supportive: {friendly: 0.0, sincere_over_police: 0.0, mock_praise_damping: 0.6}
+caption: {sarcasm_floor: 0.95, sarcasm_full: 0.99, strong_cues: ["#sarcasm"],
+          strong_cue_evidence: 0.9, stance_floor: 0.3, stance_full: 0.75,
+          sentiment_stance_weight: 0.0}
 thresholds: {backlash: 0.3, supportive: 1.0, off_topic: 1.0, police_presence: 0.5,
-             sarcasm_reason: 0.5, incongruity_reason: 0.3, sentiment_reason: 0.3}
+             stance_reason: 0.5, sarcasm_reason: 0.5, incongruity_reason: 0.3}
 """
 
 

@@ -39,11 +39,12 @@ def test_the_default_pipeline_uses_caption_model_v3(pipeline):
     assert pipeline.caption_scorer.model_id.startswith("caption-sarcasm-v3-")
 
 
-def test_cheerful_caption_over_a_restraint_photo_is_backlash_by_incongruity(pipeline):
+def test_cheerful_caption_over_a_restraint_photo_is_backlash(pipeline):
     r = _verdict(pipeline, "Free delivery, only at #myNYPD", RED)
     assert r.caption.sentiment > 0.3  # cheerful words ...
-    assert r.verdict.label == "backlash"  # ... over restraint: the photo makes them sarcasm
-    assert any("caption positive over force scene (restraint)" in x for x in r.verdict.reasons)
+    assert r.verdict.label == "backlash"  # ... over restraint: the photo carries it
+    assert r.verdict.reasons[0].startswith("restraint 0.")
+    assert any(x.startswith("caption ") for x in r.verdict.reasons)  # the stance is named
 
 
 @pytest.mark.parametrize(
@@ -52,10 +53,27 @@ def test_cheerful_caption_over_a_restraint_photo_is_backlash_by_incongruity(pipe
 )
 def test_sincere_praise_over_a_friendly_photo_stays_supportive(pipeline, caption):
     r = _verdict(pipeline, caption, GREEN)
-    # The text model over-reads police praise as irony (documented failure mode) ...
+    # The irony head over-reads police praise as irony (documented failure mode) ...
     assert r.caption.sarcasm > 0.7
-    # ... and the policy still lets the friendly photo carry the post.
+    # ... the stance head reads it as support, and the policy counts irony only as mock praise.
+    assert r.caption.stance.label == "supportive"
     assert r.verdict.label == "supportive", r.verdict.reasons
+    assert any(x.startswith("caption supportive of the police") for x in r.verdict.reasons)
+
+
+@pytest.mark.parametrize(
+    "caption",
+    ["Thanks NYPD for keeping us safe", "Proud of our officers at the community BBQ today!"],
+)
+def test_sincere_praise_over_a_plain_police_photo_is_supportive(pipeline, caption):
+    assert _verdict(pipeline, caption, GREY).verdict.label == "supportive"
+
+
+def test_a_critical_caption_over_a_plain_police_photo_is_backlash(pipeline):
+    r = _verdict(pipeline, "Watched officers drag a woman out of her car for nothing. Sickening.", GREY)
+    assert r.caption.stance.label == "critical"
+    assert r.verdict.label == "backlash", r.verdict.reasons
+    assert any(x.startswith("caption critical of the police") for x in r.verdict.reasons)
 
 
 def test_explicit_sarcasm_over_a_police_photo_is_not_supportive(pipeline):

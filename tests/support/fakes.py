@@ -77,3 +77,26 @@ def make_tiny_clip(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(ckpt))
     return cfg, ckpt
+
+
+class ScriptedCaptionScorer:
+    """A caption scorer at the seam with scripted stance and irony per caption (no weights):
+    `script` maps a caption to (p_critical, p_supportive, p_neutral, p_ironic). Sentiment and
+    cues are the real ones (VADER, the cue rules), as every caption model reports them."""
+
+    model_id = "scripted-caption-scorer"
+
+    def __init__(self, script: dict[str, tuple[float, float, float, float]]) -> None:
+        self.script = script
+
+    def score_batch(self, texts: list[str]):
+        from workers.caption.cues import find_cues, sentiment
+        from workers.domain import CaptionScores, Stance
+
+        out = []
+        for t in texts:
+            crit, sup, neu, ironic = self.script[t]
+            out.append(CaptionScores(sarcasm=ironic, sentiment=sentiment(t),
+                                     cues=tuple(find_cues(t)), model=self.model_id,
+                                     stance=Stance(crit, sup, neu)))
+        return out

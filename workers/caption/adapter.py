@@ -10,6 +10,9 @@ Each caption is encoded alone, unpadded: its score depends on nothing but its ow
 batch would change the last float digits with the batch's longest caption).
 
     p(ironic) = sigmoid(platt_a · (head · meanpool(encoder(text))) + platt_c)
+
+A file may also carry a stance head (workers/caption/stance.py), which reads the mean-pooled
+states of the same forward pass (at the layer it names), so irony and stance cost one pass.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import emoji
+import numpy as np
 import torch
 
 from workers.caption import ADAPTER_FORMAT as FORMAT
@@ -39,6 +43,9 @@ from workers.caption.encoder.files import (
 )
 from workers.caption.encoder.network import SentenceEncoder, embedding_tables
 from workers.caption.features import normalise
+from workers.caption.stance import HEADER as STANCE_HEADER
+from workers.caption.stance import StanceHead
+from workers.domain import Stance
 from workers.errors import ConfigError
 
 _UNDERSCORE = re.compile(r"_+")
@@ -87,29 +94,50 @@ class AdapterSarcasmModel(CalibratedScorer):
     int8_ranges: dict[str, torch.Tensor] = field(default_factory=dict)
     #: What the layers run in (see `use_precision`); trained and loaded models start in float32.
     precision: str = "float32"
+    #: p(critical/supportive/neutral) toward the police from the same pass; None = no stance.
+    stance_head: StanceHead | None = None
 
     def __post_init__(self) -> None:
         # Hashtag feeds repeat captions (reposts, "#myNYPD" alone): a caption already read is not
         # encoded again. Keyed by the text the encoder reads, so "RT @x: hi" and "hi" share.
-        self._logit = lru_cache(maxsize=CACHE_SIZE)(self._encode)
+        self._read = lru_cache(maxsize=CACHE_SIZE)(self._encode)
 
     # --- scoring -------------------------------------------------------------------------------
-    def _encode(self, text: str) -> float:
+    def _encode(self, text: str) -> tuple[float, Stance | None]:
+        """The irony head's raw score and, with a stance head, the stance: one forward pass."""
+        depth = self.encoder.shape.layers
+        stance = self.stance_head
+        depths = (depth,) if stance is None else (depth, stance.layer)
         with torch.inference_mode():
             x = torch.tensor([self.tokenizer.encode(text).ids])
-            return float(self.head(self.encoder(x, torch.ones_like(x)))[0, 0])
+            pooled = self.encoder.pooled_at(x, torch.ones_like(x), depths)
+            logit = float(self.head(pooled[0])[0, 0])
+        return logit, (None if stance is None else stance.stance(pooled[1][0].numpy()))
 
     def clear_cache(self) -> None:
         """Forget the captions already read (benchmarks measure the uncached cost)."""
-        self._logit.cache_clear()
+        self._read.cache_clear()
 
     def logits(self, texts: list[str]) -> list[float]:
         """Raw head scores, one caption at a time (see the module docstring for why). Thread-safe:
         the encoder is in eval mode from load on and inference never writes to it."""
-        return [self._logit(encoder_text(t)) for t in texts]
+        return [self._read(encoder_text(t))[0] for t in texts]
 
     def raw_score(self, text: str, _vader: dict[str, float] | None) -> float:
         return self.logits([text])[0]
+
+    def stance_of(self, text: str) -> Stance | None:
+        return self._read(encoder_text(text))[1]
+
+    def pooled(self, texts: list[str], depth: int) -> np.ndarray:
+        """Mean-pooled states after `depth` layers, one caption at a time (as scoring reads
+        them): what a stance head is fitted on."""
+        rows = []
+        with torch.inference_mode():
+            for t in texts:
+                x = torch.tensor([self.tokenizer.encode(encoder_text(t)).ids])
+                rows.append(self.encoder.pooled_at(x, torch.ones_like(x), (depth,))[0][0].numpy())
+        return np.stack(rows)
 
     # --- storage -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -120,6 +148,8 @@ class AdapterSarcasmModel(CalibratedScorer):
         tensors["head.bias"] = self.head.bias.detach().contiguous()
         for name, r in self.int8_ranges.items():  # float16: ranges need no more precision
             tensors[f"{INT8_RANGE}{name}"] = r.to(torch.float16).contiguous()
+        if self.stance_head is not None:
+            tensors |= {k: torch.from_numpy(v) for k, v in self.stance_head.tensors().items()}
         meta = {
             "format": FORMAT,
             "model_id": self.model_id,
@@ -130,6 +160,8 @@ class AdapterSarcasmModel(CalibratedScorer):
             ),
             "info": json.dumps(self.metadata, ensure_ascii=False, sort_keys=True),
         }
+        if self.stance_head is not None:
+            meta[STANCE_HEADER] = self.stance_head.header()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata=meta)
 
@@ -188,6 +220,16 @@ class AdapterSarcasmModel(CalibratedScorer):
             head.bias.copy_(tensors["head.bias"])
         head.requires_grad_(False)
         scalars = json.loads(meta["scalars"])
+        stance_head = None
+        if STANCE_HEADER in meta:
+            try:
+                stance_head = StanceHead.from_stored(
+                    {k: v.numpy() for k, v in tensors.items()}, meta[STANCE_HEADER])
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"{path}: unreadable stance head: {exc}") from exc
+            if not 1 <= stance_head.layer <= encoder.shape.layers:
+                raise ConfigError(f"{path}: stance head reads layer {stance_head.layer}, the "
+                                  f"encoder has {encoder.shape.layers}")
         model = cls(
             model_id=meta["model_id"],
             base=base,
@@ -201,6 +243,7 @@ class AdapterSarcasmModel(CalibratedScorer):
             base_sha256=sha,
             metadata=json.loads(meta.get("info", "{}")),
             int8_ranges=ranges,
+            stance_head=stance_head,
         )
         try:
             model.use_precision(precision)

@@ -9,7 +9,7 @@ import math
 
 from workers.caption.cues import find_cues
 from workers.caption.features import normalise, sentiment_parts
-from workers.domain import CaptionScores
+from workers.domain import CaptionScores, Stance
 
 #: Cue reported when a caption is mostly in a non-Latin script: the model is English-only.
 UNSUPPORTED_SCRIPT_CUE = "non-latin script (not scored)"
@@ -41,6 +41,10 @@ class CalibratedScorer:
     def raw_score(self, text: str, vader: dict[str, float] | None) -> float:
         raise NotImplementedError
 
+    def stance_of(self, text: str) -> Stance | None:
+        """The caption's stance toward the police; None for models without a stance head."""
+        return None
+
     def documented_validation(self) -> dict | None:
         """The validation figures stored with the model at training time, if any."""
         return self.metadata.get(validation_key("float32"))
@@ -51,12 +55,14 @@ class CalibratedScorer:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, t))))
 
     def score_one(self, text: str) -> CaptionScores:
-        """VADER sentiment and cues always; the model's probability unless the caption is empty
-        or mostly in a script the model cannot read, where the answer is the training prior."""
+        """VADER sentiment and cues always; the model's probability (and stance, with a stance
+        head) unless the caption is empty or mostly in a script the model cannot read, where the
+        answer is the training prior and no stance (no evidence either way)."""
         text = text if isinstance(text, str) else ""
         norm = normalise(text)
         vs = sentiment_parts(text)
         cues = find_cues(text[:2000])
+        stance = None
         if not norm:
             sarcasm, cues = self.prior, [*cues, EMPTY_CUE]
         elif _non_latin_share(norm) > NON_LATIN_LIMIT:
@@ -64,11 +70,13 @@ class CalibratedScorer:
             sarcasm, cues = self.prior, [*cues, UNSUPPORTED_SCRIPT_CUE]
         else:
             sarcasm = self.probability(text, vs)
+            stance = self.stance_of(text)  # the same (cached) forward pass as the probability
         return CaptionScores(
             sarcasm=float(sarcasm),
             sentiment=float(vs["compound"]),
             cues=tuple(cues),
             model=self.model_id,
+            stance=stance,
         )
 
     def score_batch(self, texts: list[str]) -> list[CaptionScores]:

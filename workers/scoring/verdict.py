@@ -1,44 +1,61 @@
 """Verdict policy: scene probabilities + caption scores → backlash | supportive | neutral |
 off_topic, with a confidence and the reasons that drove it. Weights live in
-model_cards/verdict.yaml; the reasoning is documented in model_cards/verdict-policy.md."""
+model_cards/verdict.yaml; every term is documented, with worked examples, in
+model_cards/verdict-policy.md. `VerdictPolicy.explain` returns every term and its value (what
+`backfire explain` prints); `decide` is its verdict, so the two never disagree."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workers.domain import CaptionScores, Verdict
 from workers.errors import ConfigError
 from workers.scenes.prompts import PromptSet
 
 Weight = Field(ge=0.0, le=1.0)
+#: The policy file format this code reads (model_cards/verdict-policy.md).
+POLICY_VERSION = 2
 
 
 class BacklashWeights(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     force: float = Weight
+    critical_over_police: float = Weight
+    mock_praise_over_police: float = Weight
     incongruity: float = Weight
-    sarcasm_over_police: float = Weight
-    negative_over_police: float = Weight
 
 
 class SupportiveWeights(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     friendly: float = Weight
-    warm_over_police: float = Weight
-    sarcasm_damping: float = Weight
+    sincere_over_police: float = Weight
+    mock_praise_damping: float = Weight
 
 
 class CaptionRules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     sarcasm_floor: float = Field(ge=0.0, lt=1.0)
+    sarcasm_full: float = Field(gt=0.0, le=1.0)
     strong_cues: list[str] = Field(default_factory=list)
     strong_cue_evidence: float = Weight
+    stance_floor: float = Field(ge=0.0, lt=1.0)
+    stance_full: float = Field(gt=0.0, le=1.0)
+    #: Captions scored by a model without a stance head (v1, v2, cues-v0): VADER sentiment
+    #: stands in for the stance, times this weight.
+    sentiment_stance_weight: float = Weight
+
+    @model_validator(mode="after")
+    def _ramps_rise(self) -> CaptionRules:
+        if self.sarcasm_full <= self.sarcasm_floor or self.stance_full <= self.stance_floor:
+            raise ValueError("sarcasm_full / stance_full must be above sarcasm_floor / stance_floor")
+        return self
 
 
 class Thresholds(BaseModel):
@@ -47,9 +64,9 @@ class Thresholds(BaseModel):
     supportive: float = Weight
     off_topic: float = Weight
     police_presence: float = Weight
+    stance_reason: float = Weight
     sarcasm_reason: float = Weight
     incongruity_reason: float = Weight
-    sentiment_reason: float = Weight
 
 
 class Policy(BaseModel):
@@ -69,6 +86,13 @@ class Policy(BaseModel):
 def load_policy(path: Path) -> Policy:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and raw.get("version") != POLICY_VERSION:
+            raise ConfigError(
+                f"Verdict policy file {path} is version {raw.get('version')!r}; this Backfire "
+                f"reads version {POLICY_VERSION} (the caption's stance is a term of its own: "
+                "model_cards/verdict-policy.md lists the terms, model_cards/verdict.yaml is an "
+                "example)"
+            )
         return Policy.model_validate(raw)
     except FileNotFoundError as e:
         raise ConfigError(f"Verdict policy file not found: {path}") from e
@@ -85,6 +109,41 @@ def _noisy_or(*terms: float) -> float:
     return 1.0 - miss
 
 
+def _ramp(x: float, floor: float, full: float) -> float:
+    return max(0.0, min(1.0, (x - floor) / (full - floor)))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One piece of evidence: `value` in [0, 1] (how strong it is), `weight` from the YAML; its
+    contribution to the noisy-OR is weight × value."""
+
+    name: str
+    formula: str
+    value: float
+    weight: float
+
+    @property
+    def weighted(self) -> float:
+        return self.weight * self.value
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every input, derived quantity and term of one decision (what `backfire explain` prints)."""
+
+    inputs: dict[str, float]
+    derived: dict[str, float]
+    backlash_terms: list[Term]
+    supportive_terms: list[Term]
+    backlash: float
+    supportive: float
+    rule: str  # which decision rule fired
+    verdict: Verdict
+    stance_source: str = "model"
+    notes: list[str] = field(default_factory=list)
+
+
 class VerdictPolicy:
     """Applies a `Policy` using the scene groups of a `PromptSet`."""
 
@@ -97,88 +156,161 @@ class VerdictPolicy:
         self.off_topic = prompts.in_group("off_topic")
 
     def decide(self, scenes: dict[str, float], caption: CaptionScores) -> Verdict:
+        return self.explain(scenes, caption).verdict
+
+    def sarcasm_evidence(self, caption: CaptionScores) -> float:
+        """The irony probability above `sarcasm_floor`, ramped to 1 at `sarcasm_full`, or the
+        strong-cue evidence (#sarcasm, /s, eye-roll emoji), whichever is larger."""
+        rules = self.policy.caption
+        ramp = _ramp(caption.sarcasm, rules.sarcasm_floor, rules.sarcasm_full)
+        cue = rules.strong_cue_evidence if set(caption.cues) & set(rules.strong_cues) else 0.0
+        return max(ramp, cue)
+
+    def stance_evidence(self, caption: CaptionScores) -> tuple[float, float, str]:
+        """(critical, supportive) evidence in [0, 1] and where it came from: the caption model's
+        stance ramped from `stance_floor` to `stance_full`; without a stance (a model without a
+        stance head), VADER negativity and sincere positivity times `sentiment_stance_weight`;
+        none for an empty or unreadable caption. An explicit sarcasm marker scales the
+        supportive evidence by (1 − strong_cue_evidence)."""
+        rules = self.policy.caption
+        st = caption.stance
+        if st is not None:
+            sup = _ramp(st.supportive, rules.stance_floor, rules.stance_full)
+            if set(caption.cues) & set(rules.strong_cues):
+                # "#sarcasm", "/s": the writer says the literal (supportive) reading is wrong.
+                sup *= 1.0 - rules.strong_cue_evidence
+            return _ramp(st.critical, rules.stance_floor, rules.stance_full), sup, "model"
+        if {"empty caption", "non-latin script (not scored)"} & set(caption.cues):
+            return 0.0, 0.0, "none (caption not read)"
+        v, w = caption.sentiment, rules.sentiment_stance_weight
+        sincere = 1.0 - self.sarcasm_evidence(caption)
+        return w * max(-v, 0.0), w * max(v, 0.0) * sincere, "sentiment (no stance head)"
+
+    def explain(self, scenes: dict[str, float], caption: CaptionScores) -> Explanation:
         p, t = self.policy, self.policy.thresholds
+        bw, sw = p.backlash, p.supportive
         force_name, force = _argmax(scenes, self.force)
         _, friendly = _argmax(scenes, self.friendly)
         _, police = _argmax(scenes, self.police)
         _, off = _argmax(scenes, self.off_topic)
+        crit, sup, source = self.stance_evidence(caption)
         s = self.sarcasm_evidence(caption)
         v = caption.sentiment
-        positivity, negativity = max(v, 0.0), max(-v, 0.0)
-        # A neutral caption (v = 0) over a force scene is already half-incongruous: that is how
-        # the #myNYPD photos were posted, "just a photo with a member of the NYPD".
+        positivity = max(v, 0.0)
+        # A neutral caption (v = 0) is half warm: "just a photo with a member of the NYPD" over
+        # an arrest is how the #myNYPD photos were posted.
         warmth = (v + 1.0) / 2.0
-        incongruity = force * warmth * (1.0 - negativity)
+        # Irony counts as criticism only as mock praise: ironic AND literally positive AND not
+        # sincerely supportive (the irony head reads sincere police praise as irony).
+        mock = s * positivity * (1.0 - sup)
+        # A warm caption over a force scene that is neither critical (counted on its own) nor
+        # sincerely supportive: sincere thanks over an ambiguous photo is not backlash evidence.
+        incongruity = force * warmth * (1.0 - crit) * (1.0 - sup)
 
-        backlash = _noisy_or(
-            p.backlash.force * force,
-            p.backlash.incongruity * incongruity,
-            p.backlash.sarcasm_over_police * s * police,
-            p.backlash.negative_over_police * negativity * police,
-        )
-        supportive = _noisy_or(
-            p.supportive.friendly * friendly * (1.0 - p.supportive.sarcasm_damping * s),
-            p.supportive.warm_over_police * positivity * police * (1.0 - s) * (1.0 - force),
-        )
-        signals = {
-            "force": force,
-            "police_presence": police,
-            "off_topic": off,
+        b_terms = [
+            Term("force", "max force-scene probability", force, bw.force),
+            Term("critical_over_police", "critical evidence × police presence",
+                 crit * police, bw.critical_over_police),
+            Term("mock_praise_over_police", "sarcasm evidence × positivity × "
+                 "(1 − supportive evidence) × police presence", mock * police,
+                 bw.mock_praise_over_police),
+            Term("incongruity", "force × warmth × (1 − critical evidence) × "
+                 "(1 − supportive evidence)", incongruity, bw.incongruity),
+        ]
+        s_terms = [
+            Term("friendly", "friendly × (1 − critical evidence) × "
+                 "(1 − mock_praise_damping × mock praise)",
+                 friendly * (1.0 - crit) * (1.0 - sw.mock_praise_damping * mock), sw.friendly),
+            Term("sincere_over_police", "supportive evidence × police presence × (1 − force) × "
+                 "(1 − mock praise)", sup * police * (1.0 - force) * (1.0 - mock),
+                 sw.sincere_over_police),
+        ]
+        backlash = _noisy_or(*(x.weighted for x in b_terms))
+        supportive = _noisy_or(*(x.weighted for x in s_terms))
+        st = caption.stance
+        inputs = {
+            "force": force, "friendly": friendly, "police_presence": police, "off_topic": off,
+            "sarcasm": caption.sarcasm, "sentiment": v,
+        }
+        if st is not None:
+            inputs |= {"p_critical": st.critical, "p_supportive": st.supportive,
+                       "p_neutral": st.neutral}
+        derived = {
+            "critical_evidence": crit, "supportive_evidence": sup, "sarcasm_evidence": s,
+            "positivity": positivity, "warmth": warmth, "mock_praise": mock,
             "incongruity": incongruity,
-            "sarcasm_evidence": s,
-            "backlash_score": backlash,
-            "supportive_score": supportive,
+        }
+        signals = {
+            "force": force, "police_presence": police, "off_topic": off,
+            "critical_evidence": crit, "supportive_evidence": sup, "sarcasm_evidence": s,
+            "mock_praise": mock, "incongruity": incongruity,
+            "backlash_score": backlash, "supportive_score": supportive,
         }
 
+        def done(rule: str, verdict: Verdict) -> Explanation:
+            return Explanation(inputs, derived, b_terms, s_terms, backlash, supportive, rule,
+                               verdict, source)
+
         reasons: list[str] = []
+        stance_reason = self._stance_reason(caption, crit, sup, source)
         if off >= t.off_topic and police < t.police_presence:
             reasons.append(f"no police scene (off_topic {off:.2f}, police {police:.2f})")
-            return Verdict("off_topic", off * (1.0 - police), tuple(reasons), signals)
+            return done(f"off_topic ≥ {t.off_topic} and police presence < {t.police_presence}",
+                        Verdict("off_topic", off * (1.0 - police), tuple(reasons), signals))
 
         if backlash >= t.backlash and backlash >= supportive:
             reasons += self._scene_reasons(scenes, self.force)
-            if incongruity >= t.incongruity_reason and v >= 0.0:
+            reasons += stance_reason
+            if mock * police * bw.mock_praise_over_police >= 0.1 and s >= t.sarcasm_reason:
+                cues = f" ({', '.join(caption.cues)})" if caption.cues else ""
+                reasons.append(f"caption mock praise: sarcasm {caption.sarcasm:.2f}{cues}, "
+                               f"positive {positivity:.2f}")
+            if incongruity >= t.incongruity_reason:
                 tone = "positive" if v > 0.05 else "neutral"
-                reasons.append(
-                    f"caption {tone} over force scene ({force_name}): "
-                    f"incongruity {incongruity:.2f}"
-                )
-            reasons += self._caption_reasons(caption)
-            return Verdict("backlash", backlash, tuple(reasons), signals)
+                reasons.append(f"caption {tone} over force scene ({force_name}): "
+                               f"incongruity {incongruity:.2f}")
+            return done(f"backlash ≥ {t.backlash} and backlash ≥ supportive",
+                        Verdict("backlash", backlash, tuple(reasons), signals))
 
         if supportive >= t.supportive:
             reasons += self._scene_reasons(scenes, self.friendly)
-            if positivity >= t.sentiment_reason:
-                reasons.append(f"caption positive {positivity:.2f}")
-            if caption.sarcasm < t.sarcasm_reason:
-                reasons.append(f"caption sincere (sarcasm {caption.sarcasm:.2f})")
-            return Verdict("supportive", supportive, tuple(reasons), signals)
+            reasons += stance_reason
+            return done(f"supportive ≥ {t.supportive}",
+                        Verdict("supportive", supportive, tuple(reasons), signals))
 
         reasons += self._scene_reasons(scenes, self.police) or [f"police presence {police:.2f}"]
+        reasons += stance_reason
         reasons.append(f"weak evidence (backlash {backlash:.2f}, supportive {supportive:.2f})")
-        return Verdict("neutral", 1.0 - max(backlash, supportive), tuple(reasons), signals)
+        return done("neither score reached its threshold",
+                    Verdict("neutral", 1.0 - max(backlash, supportive), tuple(reasons), signals))
 
-    def sarcasm_evidence(self, caption: CaptionScores) -> float:
-        rules = self.policy.caption
-        excess = (caption.sarcasm - rules.sarcasm_floor) / (1.0 - rules.sarcasm_floor)
-        cue = rules.strong_cue_evidence if set(caption.cues) & set(rules.strong_cues) else 0.0
-        return max(0.0, min(1.0, excess), cue)
+    def _stance_reason(self, caption: CaptionScores, crit: float, sup: float,
+                       source: str) -> list[str]:
+        """"caption critical of the police 0.86": the stance the caption model read, when one
+        class reaches `stance_reason`; for stance-less models the sentiment that stood in."""
+        t = self.policy.thresholds
+        st = caption.stance
+        if st is not None:
+            label = st.label
+            prob = getattr(st, label)
+            if prob < t.stance_reason:
+                return [f"caption stance unclear (critical {st.critical:.2f}, supportive "
+                        f"{st.supportive:.2f})"]
+            what = {"critical": "critical of", "supportive": "supportive of",
+                    "neutral": "neutral toward"}[label]
+            return [f"caption {what} the {st.target} {prob:.2f}"]
+        if source.startswith("sentiment"):  # VADER stood in (weighted): name what it read
+            if crit >= max(sup, 0.2):
+                return [f"caption negative {-caption.sentiment:.2f} (no stance model)"]
+            if sup >= 0.2:
+                return [f"caption positive {caption.sentiment:.2f} (no stance model)"]
+        return []
 
     def _scene_reasons(self, scenes: dict[str, float], names: list[str]) -> list[str]:
         hits = [
             (n, scenes[n]) for n in names if scenes[n] >= self.prompts.scenes[n].threshold
         ]
         return [f"{n} {prob:.2f}" for n, prob in sorted(hits, key=lambda x: -x[1])]
-
-    def _caption_reasons(self, caption: CaptionScores) -> list[str]:
-        t = self.policy.thresholds
-        out = []
-        if self.sarcasm_evidence(caption) >= t.sarcasm_reason:
-            cues = f" ({', '.join(caption.cues)})" if caption.cues else ""
-            out.append(f"caption sarcasm {caption.sarcasm:.2f}{cues}")
-        if -caption.sentiment >= t.sentiment_reason:
-            out.append(f"caption negative {-caption.sentiment:.2f}")
-        return out
 
 
 def _argmax(scenes: dict[str, float], names: list[str]) -> tuple[str | None, float]:

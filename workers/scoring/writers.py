@@ -14,7 +14,7 @@ OUT_FORMATS = ("jsonl", "csv")
 _CSV_FIXED = [
     "post_id", "status", "verdict", "confidence", "reasons", "hashtag", "created_at", "author",
     "image", "caption_text", "caption_sarcasm", "caption_sentiment", "caption_cues",
-    "media_sha256", "pipeline_version", "error_type", "error_message",
+    "caption_stance", "caption_critical", "caption_supportive", "caption_neutral", "media_sha256", "pipeline_version", "error_type", "error_message",
 ]  # fmt: skip
 
 
@@ -66,6 +66,10 @@ class CsvWriter:
         flat["caption_sarcasm"] = cap.get("sarcasm")
         flat["caption_sentiment"] = cap.get("sentiment")
         flat["caption_cues"] = "; ".join(cap.get("cues") or [])
+        stance = cap.get("stance") or {}
+        flat["caption_stance"] = stance.get("label")
+        for k in ("critical", "supportive", "neutral"):
+            flat[f"caption_{k}"] = stance.get(k)
         err = row.get("error") or {}
         flat["error_type"], flat["error_message"] = err.get("type"), err.get("message")
         for name, p in (row.get("scenes") or {}).items():

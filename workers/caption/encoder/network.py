@@ -230,6 +230,21 @@ class SentenceEncoder(nn.Module):
             x = layer(x, mask)
         return x.float()
 
+    def pooled_at(self, ids: torch.Tensor, attention: torch.Tensor,
+                  depths: tuple[int, ...]) -> list[torch.Tensor]:
+        """Mean-pooled states after each of `depths` layers (the encoder's depth = `forward`),
+        all from one pass: the irony and stance heads of a caption model read one forward."""
+        mask = self.attention_bias(attention)
+        x = self.embed(ids).to(self.compute_dtype)
+        out: dict[int, torch.Tensor] = {}
+        for depth, layer in enumerate(self.layers, 1):
+            x = layer(x, mask)
+            if depth in depths:
+                out[depth] = self.pool(x.float(), attention)
+            if len(out) == len(set(depths)):
+                break
+        return [out[d] for d in depths]
+
     @staticmethod
     def pool(x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         m = attention[..., None].to(x.dtype)
