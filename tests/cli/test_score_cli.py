@@ -45,6 +45,9 @@ def test_folder_to_jsonl_all_good_exit_0(run_cli, tmp_path):
         assert r["reasons"] and set(r["scenes"]) >= {"arrest", "restraint", "weapon_drawn"}
         assert r["pipeline_version"].startswith("bf1-") and r["hashtag"] == "myNYPD"
         assert r["caption"]["model"].startswith("caption-sarcasm-v3-")
+    # The caption's stance toward the police travels in the row (none for a captionless post).
+    assert by_id["parade"]["caption"]["stance"]["label"] in ("critical", "supportive", "neutral")
+    assert by_id["bagel"]["caption"]["stance"] is None
     assert "Scored 3 of 3 posts" in res.stderr
 
 
