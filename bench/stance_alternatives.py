@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--layers", default="4,6,8,9,10,11,12")
     ap.add_argument("--show-disagreements", type=int, default=0)
     ap.add_argument("--c", type=float, default=1.0)
+    ap.add_argument("--precision", default="int8", help="int8 (the default inference) is ~4x "
+                    "faster to embed the 2,500 rows than float32")
     args = ap.parse_args()
 
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -54,7 +56,7 @@ def main() -> None:
     masks = parts(rows)
     y = rows.y()
     human_all = np.array([s == "human" for s in rows.label_sources])
-    model = load_model_file(SHIPPED_MODEL_FILE, precision="float32")
+    model = load_model_file(SHIPPED_MODEL_FILE, precision=args.precision)
     _, anchors = load_anchors()
     anchor_texts = [t for v in anchors.values() for t in v]
     depths = tuple(range(1, 13))
@@ -67,20 +69,28 @@ def main() -> None:
 
         from workers.caption.adapter import encoder_text
 
+        t0 = time.monotonic()
+
         def all_depths(texts: list[str]) -> np.ndarray:
             out = np.zeros((len(depths), len(texts), 768), np.float32)
             with torch.inference_mode():
                 for i, t in enumerate(texts):
+                    if i % 250 == 0:
+                        print(f"  {i}/{len(texts)} ({time.monotonic() - t0:.0f} s)", flush=True)
                     x = torch.tensor([model.tokenizer.encode(encoder_text(t)).ids])
                     for d, v in zip(depths, model.encoder.pooled_at(x, torch.ones_like(x), depths),
                                     strict=True):
                         out[d - 1, i] = v[0].numpy()
             return out
 
-        t0 = time.monotonic()
         states = all_depths(rows.texts)
         anchor_states = all_depths(anchor_texts)
-        irony = np.array([s.sarcasm for s in model.score_batch(rows.texts)])
+        # The irony head reads the last layer's pooled state: no second pass.
+        import math
+
+        logits = states[-1] @ model.head.weight.numpy()[0] + float(model.head.bias[0])
+        irony = np.array([1 / (1 + math.exp(-(model.platt_a * z + model.platt_c)))
+                          for z in logits])
         print(f"embedded {len(rows)} + {len(anchor_texts)} captions in "
               f"{time.monotonic() - t0:.0f} s")
         cache.parent.mkdir(parents=True, exist_ok=True)

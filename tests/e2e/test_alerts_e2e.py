@@ -25,7 +25,7 @@ supportive: {friendly: 0.0, sincere_over_police: 0.0, mock_praise_damping: 0.6}
 caption: {sarcasm_floor: 0.95, sarcasm_full: 0.99, strong_cues: ["#sarcasm"],
           strong_cue_evidence: 0.9, stance_floor: 0.3, stance_full: 0.75,
           sentiment_stance_weight: 0.0}
-thresholds: {backlash: 0.3, supportive: 1.0, off_topic: 1.0, police_presence: 0.5,
+thresholds: {backlash: 0.2, supportive: 1.0, off_topic: 1.0, police_presence: 0.5,
              stance_reason: 0.5, sarcasm_reason: 0.5, incongruity_reason: 0.3}
 """
 

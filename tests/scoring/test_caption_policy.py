@@ -70,7 +70,8 @@ def test_sincere_praise_over_a_plain_police_photo_is_supportive(pipeline, captio
 
 
 def test_a_critical_caption_over_a_plain_police_photo_is_backlash(pipeline):
-    r = _verdict(pipeline, "Watched officers drag a woman out of her car for nothing. Sickening.", GREY)
+    caption = "Watched officers drag a woman out of her car for nothing. Sickening."
+    r = _verdict(pipeline, caption, GREY)
     assert r.caption.stance.label == "critical"
     assert r.verdict.label == "backlash", r.verdict.reasons
     assert any(x.startswith("caption critical of the police") for x in r.verdict.reasons)

@@ -111,8 +111,8 @@ def train(
     ] = None,
     layer: Annotated[
         int, typer.Option("--layer", help="stance: encoder layer whose pooled states the head "
-                          "reads (0 = the last, as the shipped head; 1..12 for v3).")
-    ] = 0,
+                          "reads (1..12 for v3, 0 = the last; the shipped head reads 11).")
+    ] = 11,
     anchors: Annotated[
         Path | None,
         typer.Option("--anchors", exists=True, dir_okay=False, help="stance: anchor captions "
@@ -126,7 +126,7 @@ def train(
     Example:
 
         backfire caption train --data ../shared/data/irony --out my-sarcasm.safetensors
-        backfire caption train --task stance --data ../shared/data/police-stance --out my.safetensors
+        backfire caption train --task stance --data ../shared/data/police-stance --out my.st
 
     Then use it with BACKFIRE_CAPTION_MODEL_FILE=path/to/file.safetensors.
     """

@@ -54,7 +54,8 @@ class CaptionRules(BaseModel):
     @model_validator(mode="after")
     def _ramps_rise(self) -> CaptionRules:
         if self.sarcasm_full <= self.sarcasm_floor or self.stance_full <= self.stance_floor:
-            raise ValueError("sarcasm_full / stance_full must be above sarcasm_floor / stance_floor")
+            raise ValueError("sarcasm_full / stance_full must be above sarcasm_floor / "
+                             "stance_floor")
         return self
 
 

@@ -90,7 +90,9 @@ def parts(rows: StanceRows) -> dict[str, np.ndarray]:
     human-labelled rows) and `events` (hashtag rows of the events not fitted on)."""
     human = np.array([s == "human" for s in rows.label_sources])
     hashtag = np.array([s == "hashtag" for s in rows.label_sources])
-    fit_source = np.array([p in FIT_SOURCES for p in rows.source_paths])
+    # The file names some sources with their commit: "unconfirmed.csv (commit b950…)".
+    fit_source = np.array([p.split(" (commit")[0].strip() in FIT_SOURCES
+                           for p in rows.source_paths])
     second = np.array([_in_second_half(t) for t in rows.texts])
     return {
         "fit": (hashtag & fit_source) | (human & ~second),
