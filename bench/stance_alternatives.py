@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--layers", default="4,6,8,9,10,11,12")
     ap.add_argument("--show-disagreements", type=int, default=0)
     ap.add_argument("--c", type=float, default=1.0)
+    ap.add_argument("--hashtag-weights", default="1,0.02",
+                    help="weights of a hashtag-labelled row in each fit (a human row weighs 1)")
     ap.add_argument("--precision", default="int8", help="int8 (the default inference) is ~4x "
                     "faster to embed the 2,500 rows than float32")
     args = ap.parse_args()
@@ -140,42 +142,48 @@ def main() -> None:
         k = len(protos)
         return StanceHead(np.stack(protos), np.zeros((3, k)), np.zeros(3), layer, tuple(anchors))
 
-    for layer in [int(x) for x in args.layers.split(",")]:
-        head = proto_head(layer)
-        feats = head.features(states[layer - 1])
+    def weights(train, hw):
+        return np.where(human_all[train], 1.0, hw)
 
-        def proto(train, test, feats=feats, head=head):
-            head.weight, head.bias = fit_calibration(feats[train], y[train], head.scale, args.c)
-            z = head.scale * feats[test] @ head.weight.T + head.bias
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
+    for hw in [float(x) for x in args.hashtag_weights.split(",")]:
+        print(f"-- hashtag rows weighted {hw:g} (human rows 1)")
+        for layer in [int(x) for x in args.layers.split(",")]:
+            head = proto_head(layer)
+            feats = head.features(states[layer - 1])
 
-        report(f"prototype head, layer {layer}", proto)
+            def proto(train, test, feats=feats, head=head, hw=hw):
+                head.weight, head.bias = fit_calibration(feats[train], y[train], head.scale,
+                                                         args.c, weights(train, hw))
+                z = head.scale * feats[test] @ head.weight.T + head.bias
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                return e / e.sum(axis=1, keepdims=True)
 
-    for layer in (12, 8):
-        X = states[layer - 1]
+            report(f"prototype head, layer {layer}", proto)
 
-        def emb_lr(train, test, X=X):
-            fit = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000)
-            fit.fit(X[train], y[train])
-            return _full(fit, fit.predict_proba(X[test]))
+        for layer in (12, 11):
+            X = states[layer - 1]
 
-        report(f"stance-only LR on embedding, L{layer}", emb_lr)
+            def emb_lr(train, test, X=X, hw=hw):
+                fit = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000)
+                fit.fit(X[train], y[train], sample_weight=weights(train, hw))
+                return _full(fit, fit.predict_proba(X[test]))
 
-        head = proto_head(layer)
-        feats = head.features(X)
+            report(f"stance-only LR on embedding, L{layer}", emb_lr)
 
-        def both(train, test, X=X, feats=feats):
-            Z = np.hstack([X, 10 * feats])
-            fit = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000)
-            fit.fit(Z[train], y[train])
-            return _full(fit, fit.predict_proba(Z[test]))
+            head = proto_head(layer)
+            feats = head.features(X)
 
-        report(f"prototypes + embedding LR, L{layer}", both)
+            def both(train, test, X=X, feats=feats, hw=hw):
+                Z = np.hstack([X, 10 * feats])
+                fit = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000)
+                fit.fit(Z[train], y[train], sample_weight=weights(train, hw))
+                return _full(fit, fit.predict_proba(Z[test]))
+
+            report(f"prototypes + embedding LR, L{layer}", both)
 
     masked = [EVENT_WORDS.sub(" ", t) for t in rows.texts]
 
-    def tfidf(train, test):
+    def tfidf(train, test):  # hashtag rows at full weight: its only training signal
         vec = make_union(
             TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
@@ -189,11 +197,12 @@ def main() -> None:
     report("small linear (TF-IDF + LR, masked)", tfidf)
 
     if args.show_disagreements:
-        head = proto_head(12)
-        feats = head.features(states[11])
-        head.weight, head.bias = fit_calibration(feats[masks["fit"]], y[masks["fit"]],
-                                                 head.scale, args.c)
-        p = head.probabilities(states[11])
+        head = proto_head(11)
+        feats = head.features(states[10])
+        fit = masks["fit"]
+        head.weight, head.bias = fit_calibration(feats[fit], y[fit], head.scale, args.c,
+                                                 weights(fit, 0.02))
+        p = head.probabilities(states[10])
         hashtag = np.array([s == "hashtag" for s in rows.label_sources])
         other = np.where(y == 0, p[:, 1], p[:, 0])  # p of the opposite stance
         idx = [i for i in np.argsort(-other) if hashtag[i]][: args.show_disagreements]

@@ -47,7 +47,8 @@ HAND = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--precision", default="int8")
-    ap.add_argument("--policy", type=Path, default=None)
+    ap.add_argument("--policy", type=Path, action="append", default=[],
+                    help="verdict.yaml (repeatable: each is tabled; default the shipped one)")
     args = ap.parse_args()
 
     from workers.caption import SHIPPED_MODEL_FILE, load_model_file
@@ -58,7 +59,6 @@ def main() -> None:
 
     settings = Settings()
     prompts = load_prompt_set(settings.scenes_file)
-    policy = VerdictPolicy(load_policy(args.policy or settings.policy_file), prompts)
     model = load_model_file(SHIPPED_MODEL_FILE, precision=args.precision)
     rows = load_stance(DATA)
     held = rows.subset(parts(rows)["human"])
@@ -72,16 +72,19 @@ def main() -> None:
         "hand critical": HAND["critical"],
         "hand sincere": HAND["sincere"],
     }
-    print(f"model {model.model_id}, policy {policy.policy.hash}")
-    print(f"{'scene':<16} {'captions':<17} {'n':>4} {'backlash':>9} {'supportive':>11} "
-          f"{'neutral':>8}")
-    for scene, given in SCENES.items():
-        probs = dict.fromkeys(prompts.names, 0.02) | given
-        for name, texts in sets.items():
-            verdicts = Counter(policy.decide(probs, s).label for s in model.score_batch(texts))
-            n = len(texts)
-            print(f"{scene:<16} {name:<17} {n:>4} {verdicts['backlash'] / n:>9.0%} "
-                  f"{verdicts['supportive'] / n:>11.0%} {verdicts['neutral'] / n:>8.0%}")
+    scores = {name: model.score_batch(texts) for name, texts in sets.items()}
+    for path in args.policy or [settings.policy_file]:
+        policy = VerdictPolicy(load_policy(path), prompts)
+        print(f"model {model.model_id}, policy {path} ({policy.policy.hash})")
+        print(f"{'scene':<16} {'captions':<17} {'n':>4} {'backlash':>9} {'supportive':>11} "
+              f"{'neutral':>8}")
+        for scene, given in SCENES.items():
+            probs = dict.fromkeys(prompts.names, 0.02) | given
+            for name, caps in scores.items():
+                verdicts = Counter(policy.decide(probs, s).label for s in caps)
+                n = len(caps)
+                print(f"{scene:<16} {name:<17} {n:>4} {verdicts['backlash'] / n:>9.0%} "
+                      f"{verdicts['supportive'] / n:>11.0%} {verdicts['neutral'] / n:>8.0%}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Caption scoring: irony/sarcasm probability and sentiment for a post's text.
+"""Caption scoring: irony/sarcasm probability, stance toward the police (v3's stance head,
+workers/caption/stance.py) and sentiment for a post's text.
 
 The seam is `CaptionScorer`: anything with `model_id` and `score_batch(texts)`.
 `load_caption_scorer` picks the implementation from settings, so the pipeline never names a

@@ -322,7 +322,7 @@ def _eval_stance(data: Path, model_file: Path | None, split: str, encoder_dir: P
     rows = load_stance(data)
     model = _load(model_file, encoder_dir, precision)
     scores = model.score_batch(rows.texts)
-    if any(s.stance is None for s in scores) and all(s.stance is None for s in scores):
+    if all(s.stance is None for s in scores):
         err.print(f"[bold red]error[/]: {model.model_id} has no stance head (the shipped v3 "
                   "file has one; add one with `backfire caption train --task stance`)")
         raise typer.Exit(EXIT_USAGE)
@@ -342,7 +342,7 @@ def _eval_stance(data: Path, model_file: Path | None, split: str, encoder_dir: P
         if len(groups) > 1:
             groups["all rows"] = np.ones(len(rows), dtype=bool)
     figures = {name: stance_figures(y[m], probs[m]) for name, m in groups.items() if m.any()}
-    documented = (getattr(model, "stance_head", None) or None)
+    documented = getattr(model, "stance_head", None)
     if as_json:
         out.print_json(json.dumps({"model": model.model_id, "split": split,
                                    **{k: f.as_dict() for k, f in figures.items()}}))

@@ -45,7 +45,7 @@ class CaptionRules(BaseModel):
     sarcasm_full: float = Field(gt=0.0, le=1.0)
     strong_cues: list[str] = Field(default_factory=list)
     strong_cue_evidence: float = Weight
-    stance_floor: float = Field(ge=0.0, lt=1.0)
+    stance_floor: float = Field(ge=-1.0, lt=1.0)
     stance_full: float = Field(gt=0.0, le=1.0)
     #: Captions scored by a model without a stance head (v1, v2, cues-v0): VADER sentiment
     #: stands in for the stance, times this weight.
@@ -169,18 +169,22 @@ class VerdictPolicy:
 
     def stance_evidence(self, caption: CaptionScores) -> tuple[float, float, str]:
         """(critical, supportive) evidence in [0, 1] and where it came from: the caption model's
-        stance ramped from `stance_floor` to `stance_full`; without a stance (a model without a
+        stance margin (p_critical − p_supportive, and its opposite) ramped from `stance_floor`
+        to `stance_full`; without a stance (a model without a
         stance head), VADER negativity and sincere positivity times `sentiment_stance_weight`;
         none for an empty or unreadable caption. An explicit sarcasm marker scales the
         supportive evidence by (1 − strong_cue_evidence)."""
         rules = self.policy.caption
         st = caption.stance
         if st is not None:
-            sup = _ramp(st.supportive, rules.stance_floor, rules.stance_full)
+            # The margin of one stance over the other: a caption the head finds both critical
+            # and supportive (0.45 / 0.40) is evidence of neither.
+            lean = st.critical - st.supportive
+            sup = _ramp(-lean, rules.stance_floor, rules.stance_full)
             if set(caption.cues) & set(rules.strong_cues):
                 # "#sarcasm", "/s": the writer says the literal (supportive) reading is wrong.
                 sup *= 1.0 - rules.strong_cue_evidence
-            return _ramp(st.critical, rules.stance_floor, rules.stance_full), sup, "model"
+            return _ramp(lean, rules.stance_floor, rules.stance_full), sup, "model"
         if {"empty caption", "non-latin script (not scored)"} & set(caption.cues):
             return 0.0, 0.0, "none (caption not read)"
         v, w = caption.sentiment, rules.sentiment_stance_weight
