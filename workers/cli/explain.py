@@ -43,7 +43,7 @@ def _stored(settings: Any, post_id: str) -> tuple[str, dict[str, float], dict | 
     from workers.store import open_database
     from workers.store.posts import get_post
 
-    db = open_database(settings, upgrade=False)
+    db = open_database(settings)  # a machine that never stored a post gets an empty store
     try:
         view = get_post(db, None, post_id)
     finally:
