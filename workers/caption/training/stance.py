@@ -1,7 +1,8 @@
 """Fitting the stance head of a caption model (workers/caption/stance.py) over its encoder.
 
 Recipe (model card, "Stance"): the anchors' embeddings (after `layer` layers of the model's own
-encoder, run in int8 as scoring runs it) averaged per class into prototypes; each caption's cosines to them, times `scale`, into
+encoder, run in int8 as scoring runs it) averaged per class into prototypes; each caption's
+cosines to them, times `scale`, into
 a multinomial logistic regression (C = `c`, classes balanced, hashtag-labelled rows weighted
 `hashtag_weight` against 1 for a human-labelled one) fitted on the `fit` part of the stance data
 (stance_data.parts): 3 x K + 3 numbers. The irony head is left exactly as it was,
