@@ -17,7 +17,9 @@ from workers.store.keys import create_key
 
 # Random tiny-CLIP weights see "force" in every picture, so this policy lets the caption decide:
 # a #sarcasm caption is backlash (mock praise: the marker x positive words x police presence),
-# any other caption is neutral.
+# any other caption is neutral. With the shipped caption model and the grey test picture the
+# #sarcasm caption's backlash score is ~0.18 (mock praise 0.30 x police presence 0.61) and the
+# others' 0.0, so the threshold sits at 0.1, between them.
 CAPTION_DECIDES = """
 version: 2
 backlash: {force: 0.0, critical_over_police: 0.0, mock_praise_over_police: 1.0, incongruity: 0.0}
@@ -25,7 +27,7 @@ supportive: {friendly: 0.0, sincere_over_police: 0.0, mock_praise_damping: 0.6}
 caption: {sarcasm_floor: 0.95, sarcasm_full: 0.99, strong_cues: ["#sarcasm"],
           strong_cue_evidence: 0.9, stance_floor: 0.3, stance_full: 0.75,
           sentiment_stance_weight: 0.0}
-thresholds: {backlash: 0.2, supportive: 1.0, off_topic: 1.0, police_presence: 0.5,
+thresholds: {backlash: 0.1, supportive: 1.0, off_topic: 1.0, police_presence: 0.5,
              stance_reason: 0.5, sarcasm_reason: 0.5, incongruity_reason: 0.3}
 """
 
