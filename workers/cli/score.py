@@ -22,6 +22,7 @@ from workers.cli.common import (
     EXIT_POSTS_FAILED,
     BatchSize,
     Checkpoint,
+    ImagePrecision,
     ModelConfig,
     ModelName,
     Pretrained,
@@ -87,6 +88,7 @@ def score(
     allow_private_network: Annotated[bool, allow_private("image URLs")] = False,
     batch_size: BatchSize = None,
     checkpoint: Checkpoint = None,
+    image_precision: ImagePrecision = None,
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
@@ -119,7 +121,7 @@ def score(
         batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
         pretrained=pretrained, model_config_file=model_config, threads=threads,
         allow_private_network=allow_private_network or None, offline=offline or None,
-        media_cache_dir=media_cache,
+        media_cache_dir=media_cache, image_precision=image_precision,
     )  # fmt: skip
     job = ScoreJob(
         path, out, hashtag, fmt, out_format, resume, progress=progress and sys.stderr.isatty()
