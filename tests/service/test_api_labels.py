@@ -118,3 +118,22 @@ def test_labels_survive_a_restart_and_feed_eval_from_store(api_settings, tmp_pat
     assert result["scenes"]["restraint"]["roc_auc"] > 0.75  # the labels, not noise
     assert result["verdicts"]["labelled"] == 6
     assert result["source"] == "store #myNYPD"
+
+
+def test_posts_can_be_filtered_on_the_review_flag(client, auth, api_settings):
+    from workers.store import posts as repo
+
+    db = open_database(api_settings, upgrade=False)
+    ids = [_upload(client, auth, f"r{i}", set(), 300 + i) for i in range(3)]
+    for i, public_id in enumerate(ids):
+        seq = repo.get_post(db, None, public_id).post.seq
+        assert repo.claim(db, seq, "v-test", 3) == "run"
+        record = {"verdict": "neutral", "confidence": 0.5, "reasons": ["r"], "review": i == 1,
+                  "review_reason": "confidence 0.50 below 0.60" if i == 1 else None}
+        repo.record_result(db, seq, "v-test", record, detected=[], scoring_s=0.01)
+    flagged = client.get("/v1/posts", headers=auth, params={"review": "true"}).json()["items"]
+    assert [p["id"] for p in flagged] == [ids[1]]
+    assert flagged[0]["review"] is True and "below" in flagged[0]["review_reason"]
+    clear = client.get("/v1/posts", headers=auth, params={"review": "false"}).json()["items"]
+    assert [p["id"] for p in clear] == [ids[0], ids[2]]
+    assert client.get(f"/v1/posts/{ids[0]}", headers=auth).json()["review"] is False
