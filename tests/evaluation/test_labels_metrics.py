@@ -93,3 +93,28 @@ def test_thresholds_ece_and_confusion():
     assert rep["macro_f1"] == pytest.approx(round((2 / 3 + 1 + 2 / 3) / 3, 4))
     ci = metrics.binary_report(y, p, 0.5, rounds=100)["ci95"]
     assert ci["roc_auc"][0] <= metrics.roc_auc(y, p) <= ci["roc_auc"][1]
+
+
+def test_isotonic_only_with_many_positives_and_only_when_it_wins():
+    """A probability curve Platt cannot follow (a step): with ≥ 100 positives and negatives,
+    isotonic on top wins under cross-validation and its knots load and apply; with few
+    positives the same data get Platt only."""
+    from workers.config import MODEL_CARDS_DIR
+    from workers.evaluation.calibrate import calibrate_scene
+    from workers.scenes.prompts import load_prompt_set
+
+    rng = np.random.default_rng(0)
+    m = rng.random(1200)
+    y = (rng.random(1200) < np.where(m < 0.6, 0.05, 0.95)).astype(int)
+    ps = load_prompt_set(MODEL_CARDS_DIR / "scenes.yaml")
+    scene = ps.scenes["arrest"]
+    fit = calibrate_scene("arrest", scene, m * 10 - 5, y, 1.0)
+    assert fit.method == "platt+isotonic" and fit.scene.isotonic
+    assert fit.after["ece"] < 0.05
+    few = calibrate_scene("arrest", scene, (m * 10 - 5)[:150], y[:150], 1.0)
+    assert few.method == "platt" and few.scene.isotonic is None
+
+    fitted = ps.replaced(scenes={**ps.scenes, "arrest": fit.scene})
+    again = type(ps).model_validate(__import__("yaml").safe_load(fitted.to_yaml()))
+    assert again.scenes["arrest"].isotonic == fit.scene.isotonic
+    assert again.hash == fitted.hash != ps.hash
