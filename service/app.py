@@ -11,7 +11,7 @@ from service import problems
 from service.context import ApiContext
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import alerts, hashtags, health, posts
+from service.routes import alerts, hashtags, health, labels, posts
 from workers.config import Settings, get_settings
 
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(posts.router)
+    app.include_router(labels.router)
     app.include_router(hashtags.router)
     app.include_router(alerts.router)
     app.include_router(health.router)

@@ -83,6 +83,8 @@ class PostOut(BaseModel):
     detected_scenes: list[str] | None
     caption_scores: dict[str, Any] | None
     signals: dict[str, float] | None
+    review: bool | None = Field(None, description="A person should check this verdict.")
+    review_reason: str | None = None
     error: dict[str, str] | None
     webhook: Webhook | None
     links: dict[str, str]
@@ -179,3 +181,28 @@ class AlertOut(BaseModel):
 
 class AlertList(BaseModel):
     items: list[AlertOut]
+
+
+class LabelsIn(BaseModel):
+    """A person's labels of a post; any subset of the keys (`null` removes that label)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenes: list[str] | None = Field(
+        None, max_length=50, description="Every scene the photo shows; [] for none of them.",
+        examples=[["restraint"]],
+    )
+    verdict: VerdictName | None = Field(None, examples=["backlash"])
+    ironic: bool | None = Field(None, description="Is the caption ironic?")
+
+
+class LabelValue(BaseModel):
+    value: Any
+    by: str = Field(description="The API key id that gave the label.")
+    at: str
+
+
+class LabelsOut(BaseModel):
+    post: str
+    post_id: str
+    labels: dict[str, LabelValue]

@@ -34,6 +34,31 @@ class Post:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: What a person can label a post with (CSV/JSONL columns, `PUT /v1/posts/{id}/labels` keys).
+LABEL_KEYS = ("scenes", "verdict", "ironic")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A person's labels of one post. None: not labelled. `scenes` is the complete set of scenes
+    the photo shows (empty: none of them), so every other scene is labelled absent."""
+
+    scenes: frozenset[str] | None = None
+    verdict: VerdictLabel | None = None
+    ironic: bool | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.scenes is None and self.verdict is None and self.ironic is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenes": sorted(self.scenes) if self.scenes is not None else None,
+            "verdict": self.verdict,
+            "ironic": self.ironic,
+        }
+
+
 @dataclass(frozen=True)
 class CaptionScores:
     """What the caption scorer says. `sarcasm` in [0, 1]; `sentiment` VADER compound in [-1, 1]."""
@@ -56,6 +81,9 @@ class Verdict:
     reasons: tuple[str, ...]
     #: Intermediate scores the policy computed (force, incongruity...), for reports and debugging.
     signals: dict[str, float] = field(default_factory=dict)
+    #: Weak or conflicting evidence: a person should check this post (and label it).
+    review: bool = False
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,9 @@ class ResultRow:
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
     signals: dict[str, float] | None = None
+    #: ok rows: whether a person should check the verdict, and why.
+    review: bool | None = None
+    review_reason: str | None = None
     scenes: dict[str, float] | None = None
     #: `CaptionScores.as_dict()`: sarcasm, sentiment, cues, model.
     caption: dict[str, Any] | None = None
@@ -112,6 +143,8 @@ class ResultRow:
                 confidence=self.confidence,
                 reasons=list(self.reasons),
                 signals=self.signals,
+                review=bool(self.review),
+                review_reason=self.review_reason,
             )
         if self.scenes is not None:
             row["scenes"] = self.scenes
@@ -144,6 +177,8 @@ class ResultRow:
             confidence=float(confidence) if confidence not in (None, "") else None,
             reasons=tuple(rec.get("reasons") or ()),
             signals=rec.get("signals"),
+            review=_flag(rec.get("review")),
+            review_reason=rec.get("review_reason") or None,
             scenes=rec.get("scenes"),
             caption=rec.get("caption"),
             error=rec.get("error"),
@@ -196,6 +231,8 @@ class PostResult:
             confidence=round(v.confidence, 4) if v is not None else None,
             reasons=v.reasons if v is not None else (),
             signals=_rounded(v.signals) if v is not None else None,
+            review=v.review if v is not None else None,
+            review_reason=v.review_reason if v is not None else None,
             scenes=_rounded(self.scenes),
             caption=self.caption.as_dict() if self.caption is not None else None,
             error=self.error,
@@ -204,6 +241,15 @@ class PostResult:
 
     def as_record(self) -> dict[str, Any]:
         return self.row().as_record()
+
+
+def _flag(value: Any) -> bool | None:
+    """A review flag as JSON or a CSV cell wrote it."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def _rounded(scores: dict[str, float] | None) -> dict[str, float] | None:

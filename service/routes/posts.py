@@ -174,6 +174,9 @@ def list_posts(
     verdict: Annotated[VerdictName | None, Query()] = None,
     status: Annotated[Status | None, Query()] = None,
     since: Annotated[datetime | None, Query(description="Posts published at/after.")] = None,
+    review: Annotated[
+        bool | None, Query(description="Only verdicts flagged (true) or not (false) for review.")
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -183,7 +186,7 @@ def list_posts(
         since = since.replace(tzinfo=UTC)
     views = repo.list_posts(
         ctx.db, key.key_id, hashtag=clean_hashtag(hashtag), verdict=verdict,
-        status=status, since=since, after_seq=_seq(cursor), limit=limit + 1,
+        status=status, since=since, review=review, after_seq=_seq(cursor), limit=limit + 1,
     )  # fmt: skip
     more = len(views) > limit
     views = views[:limit]

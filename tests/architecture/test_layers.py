@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"service"},
     {"workers.queue"},
     {"workers.notify"},
+    {"workers.evaluation"},
     {"workers.scoring", "workers.report"},
     {"workers.store", "workers.scenes", "workers.caption", "workers.sources"},
     {"workers.media"},

@@ -98,7 +98,7 @@ def build_report(
     # A photo is sensitive wherever it appears if any post of it (or of a near-duplicate) is:
     # the same image must not show unblurred under a "supportive" caption.
     hot = {clusters.get(image_key(r), image_key(r)) for r in rows if _sensitive(r, thresholds)}
-    shown = [t.row for t in model.top_backlash + model.top_supportive]
+    shown = [t.row for t in model.to_review + model.top_backlash + model.top_supportive]
     shown += [c.rep for c in model.clusters]
     thumbs: dict[str, str | None] = {}
     sensitive: set[str] = set()

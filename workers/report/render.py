@@ -60,6 +60,12 @@ def render(
         _header(m, generated_at),
         '<main id="main">',
         _headline(m),
+        _posts_section(
+            "to-review", f"Posts to review ({m.review_total:,})", m.to_review, thumbs,
+            sensitive, "Verdicts with weak or conflicting evidence (a scene near its "
+            "threshold, a force scene under a sincere-looking caption, low confidence), most "
+            "seen first: check these by hand, and label them for `backfire calibrate`.",
+        ),
         _timeline(m),
         _scenes(m),
         _posts_section(
@@ -316,7 +322,8 @@ def _post_card(t: TopPost, rank: int, thumbs: dict[str, str | None], sensitive: 
         f'<blockquote class="caption">{e(caption) or "<em>no caption</em>"}</blockquote>'
         f'<p class="by">{who} · {when} · <code>{e(r.post_id)}</code>{same}</p>'
         f'<ul class="reasons" aria-label="Reasons">{reasons}</ul>'
-        "</div></li>"
+        + (f'<p class="review">Review: {e(r.review_reason)}</p>' if r.review else "")
+        + "</div></li>"
     )
 
 

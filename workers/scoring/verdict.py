@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workers.domain import CaptionScores, Verdict
 from workers.errors import ConfigError
 from workers.scenes.prompts import PromptSet
+from workers.scoring.review import ReviewRules, review_reasons
 
 Weight = Field(ge=0.0, le=1.0)
 
@@ -59,6 +61,8 @@ class Policy(BaseModel):
     supportive: SupportiveWeights
     caption: CaptionRules
     thresholds: Thresholds
+    #: When a verdict is flagged for a person to check (workers/scoring/review.py).
+    review: ReviewRules = Field(default_factory=ReviewRules)
 
     @cached_property
     def hash(self) -> str:
@@ -157,6 +161,17 @@ class VerdictPolicy:
         reasons += self._scene_reasons(scenes, self.police) or [f"police presence {police:.2f}"]
         reasons.append(f"weak evidence (backlash {backlash:.2f}, supportive {supportive:.2f})")
         return Verdict("neutral", 1.0 - max(backlash, supportive), tuple(reasons), signals)
+
+    def judge(self, scenes: dict[str, float], caption: CaptionScores) -> Verdict:
+        """`decide`, with the review flag: whether a person should check the verdict."""
+        verdict = self.decide(scenes, caption)
+        groups = {n: (s.group, s.threshold) for n, s in self.prompts.scenes.items()}
+        why = review_reasons(
+            verdict, scenes, caption, self.sarcasm_evidence(caption), groups, self.policy.review
+        )
+        if not why:
+            return verdict
+        return replace(verdict, review=True, review_reason="; ".join(why))
 
     def sarcasm_evidence(self, caption: CaptionScores) -> float:
         rules = self.policy.caption

@@ -123,6 +123,24 @@ class VerdictRow(Base):
     detected: Mapped[list[Any]] = mapped_column(JSON, default=list)
     scoring_s: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The verdict's evidence is weak or conflicting: a person should look (`?review=true`).
+    review: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class LabelRow(Base):
+    """A person's label of a post, one row per key (scenes, verdict, ironic), with who gave it
+    and when: `PUT /v1/posts/{id}/labels`, read back by `backfire eval --from-store`."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("post_seq", "key", name="uq_labels_post_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    post_seq: Mapped[int] = mapped_column(ForeignKey("posts.seq", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any] = mapped_column(JSON)
+    #: The API key id that gave the label.
+    labelled_by: Mapped[str] = mapped_column(String(16))
+    labelled_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SceneCacheRow(Base):
