@@ -68,6 +68,8 @@ class Request:
     params: dict[str, str]
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    #: Post numbers the answer carried.
+    returned: list[int] = field(default_factory=list)
 
 
 class FakePlatforms:
@@ -177,8 +179,12 @@ class FakePlatforms:
             status, doc, headers = self._api(h, method, parts.path, params)
         except Exception as e:  # noqa: BLE001 - a bug in the fake shows as a 500 with its text
             status, doc, headers = 500, {"error": repr(e)}, {}
+        returned = headers.pop("_returned", "")
         with self.lock:
-            self.requests.append(Request(time.time(), parts.path, params, status, headers))
+            self.requests.append(Request(
+                time.time(), parts.path, params, status, headers,
+                [int(x) for x in returned.split(",") if x],
+            ))  # fmt: skip
         self._send(h, status, json.dumps(doc).encode(), "application/json", headers)
 
     def _api(self, h: BaseHTTPRequestHandler, method: str, path: str,
@@ -224,7 +230,7 @@ class FakePlatforms:
             top = int(params.get("max_id", 10**30))
             page = [x for x in reversed(ids) if since < x[0] < top][:limit]
         statuses = [self.status(p) for _, p in page]
-        headers = {}
+        headers = {"_returned": ",".join(str(p.n) for _, p in page)}
         if page:
             base = f"{self.url}/api/v1/timelines/tag/{self.tag}?limit={limit}"
             headers["Link"] = (f'<{base}&max_id={page[-1][0]}>; rel="next", '

@@ -110,16 +110,23 @@ class _Clock:
         self.times.append(t.timestamp())
         self.rows.append((t, row))
 
-    def evaluate(self, since: datetime) -> None:
-        """Evaluate the rows from one window before `since` (what the new rows can move)."""
+    def evaluate(self, since: datetime, final: bool = False) -> bool:
+        """Evaluate the rows from one window before `since` (what the new rows can move).
+        Rows at the newest instant wait for a later one (or the end): a rule never looks at
+        an instant again once evaluated, and more posts of that same instant may follow.
+        Returns False when everything pending had to wait."""
+        end = len(self.rows) if final else bisect.bisect_left(self.times, self.times[-1])
+        if end == 0:
+            return False
         for rule in self.rules:
             done = parse_time(rule.evaluated_until) or since
             start = min(done, since).timestamp() - rule.window_s
             i = bisect.bisect_left(self.times, start)
-            for payload in _evaluate_rule(rule, self.rows[i:]):
+            for payload in _evaluate_rule(rule, self.rows[i:end]):
                 c = Crossing(rule.model_copy(), parse_time(payload["window_end"]) or since, payload)
                 self.crossings.append(c)
                 self.on_cross(c)
+        return True
 
 
 def replay(
@@ -168,10 +175,11 @@ def replay(
             if speed:
                 flush()
 
-    def flush(_stats: Any = None) -> None:
-        if pending:
-            clock.evaluate(min(pending))
-            pending.clear()
+    def flush(_stats: Any = None, final: bool = False) -> None:
+        if pending and clock.evaluate(min(pending), final):
+            latest = clock.times[-1]
+            # What waits (the newest instant) stays pending for the next evaluation.
+            pending[:] = [t for t in pending if not final and t.timestamp() >= latest]
 
     with MediaFetcher(policy, FetcherConfig.from_settings(settings)) as fetcher:
         runner = Runner(
@@ -179,7 +187,7 @@ def replay(
             fetch_ahead=settings.fetch_ahead,
         )  # fmt: skip
         runner.run(posts, arrive)
-    flush()
+    flush(final=True)
     result.seconds = time.perf_counter() - started
     result.crossings = clock.crossings
     return result

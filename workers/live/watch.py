@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.config import Settings
 from workers.domain import PostResult, ResultRow, format_duration, iso_utc, parse_time
-from workers.errors import MediaError, SourceUnavailable
+from workers.errors import BackfireError, MediaError, SourceUnavailable
 from workers.live.lag import Lag, Metrics, fmt_s
 from workers.net.guard import FetchPolicy
 from workers.sources.live import Batch, LiveSource, Stopped
@@ -309,8 +310,13 @@ class Watcher:
         assert self.db is not None
         # The earliest post of the batch: the window of every post after it is re-read.
         first = min(posts, key=lambda p: p.posted_at)
-        for delivery_id in evaluate_for(self.db, first):
-            self._deliver(delivery_id, 1)
+        try:
+            for delivery_id in evaluate_for(self.db, first):
+                self._deliver(delivery_id, 1)
+        except (BackfireError, SQLAlchemyError) as e:
+            # The verdicts are stored; the next batch evaluates the rules again from their
+            # saved state, so a crossing is not lost, only late.
+            self.console.print(f"[yellow]alerts not evaluated[/]: {e}", soft_wrap=True)
 
     def _deliver(self, delivery_id: int, attempt: int) -> None:
         from workers.notify.watch import send_delivery
@@ -324,7 +330,7 @@ class Watcher:
         payload = got[0].payload
         if attempt == 1:
             self.fired.append(Fired(iso_utc(datetime.now(UTC)) or "", payload, outcome))
-        state = {"sent": "sent", "retrying": f"retrying in {delay:.0f} s"}.get(outcome, outcome)
+        state = f"retrying in {delay:.1f} s" if delay is not None else outcome
         self.console.print(
             f"[bold red]ALERT[/] #{payload['hashtag']}: {payload['share']:.0%} of the "
             f"{payload['posts']} posts in the last {payload['window']} are backlash (threshold "

@@ -116,6 +116,13 @@ class BlueskySource:
         next_cursor = doc.get("cursor") if views else None
         return posts, newest, (str(next_cursor) if next_cursor else None)
 
+    def _oldest_of_newest_page(self) -> str | None:
+        doc = self._get({"q": self.query, "sort": "latest", "limit": self.limit})
+        times = [parse_time(v.get("indexedAt")) for v in doc.get("posts") or []
+                 if isinstance(v, dict)]  # fmt: skip
+        known = [t for t in times if t is not None]
+        return iso_utc(min(known)) if known else None
+
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         state = dict(cursor or {})
         since: str | None = state.get("since")
@@ -123,10 +130,10 @@ class BlueskySource:
         walk: dict[str, Any] | None = state.get("walk")
         self.behind = False
         if since is None and walk is None:
-            posts, newest, _ = self._page(None, None, [])
-            start = newest or iso_utc(datetime.now(UTC))
-            yield Batch(posts, {"since": start, "recent": [p.post_id for p in posts][-RECENT:]})
-            return
+            # A new cursor: anchored at the oldest post of the newest page (`since` is
+            # inclusive), saved before anything is scored; the walk below then scores the page.
+            since = self._oldest_of_newest_page() or iso_utc(datetime.now(UTC))
+            yield Batch([], {"since": since, "recent": [], "walk": None})
         token = walk.get("cursor") if walk else None
         top = walk.get("top") if walk else None
         for _ in range(self.max_pages):

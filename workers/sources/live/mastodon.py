@@ -3,9 +3,10 @@
 The cursor is `min_id`: the API then returns the statuses *immediately* newer than it (a page
 of up to 40, newest first), so paging forward with each page's newest id walks a backlog in
 order with no gap, however long the watcher was away. The `Link` header's `prev` link carries
-that id; ids are opaque strings, so it is preferred to comparing them. The first poll of a new
-cursor takes the newest page (what the timeline shows now). No account is needed for public
-timelines; `access_token` is for instances that disable public previews.
+that id; ids are opaque strings, so it is preferred to comparing them. A new cursor is anchored
+just before the newest page (what the timeline shows now) and saved before anything is scored.
+No account is needed for public timelines; `access_token` is for instances that disable public
+previews.
 """
 
 from __future__ import annotations
@@ -76,14 +77,28 @@ class MastodonSource:
             newest = str(doc[0]["id"])  # newest first: the first status is the newest
         return posts, newest, len(doc)
 
+    def _anchor(self) -> str:
+        """A new cursor: just before the oldest status of the newest page, so the first poll
+        scores what the timeline shows now, and a watcher killed before it scored them finds
+        them again (the anchor is saved first)."""
+        doc, _ = self.client.get_json(self.url, {"limit": self.limit, "only_media": "true"},
+                                      self.headers)  # fmt: skip
+        if not isinstance(doc, list) or not doc or not isinstance(doc[-1], dict):
+            return "0"  # an empty timeline: everything that appears later is new
+        older, _ = self.client.get_json(
+            self.url, {"limit": 1, "max_id": doc[-1].get("id"), "only_media": "true"},
+            self.headers,
+        )  # fmt: skip
+        if isinstance(older, list) and older and isinstance(older[0], dict):
+            return str(older[0].get("id") or "0")
+        return "0"
+
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         min_id = (cursor or {}).get("min_id")
         self.behind = False
         if min_id is None:
-            posts, newest, n = self._page(None)
-            # An empty timeline: everything that appears later is new, from the very first.
-            yield Batch(posts, {"min_id": newest or "0"})
-            return
+            min_id = self._anchor()
+            yield Batch([], {"min_id": min_id})
         for _ in range(self.max_pages):
             posts, newest, n = self._page(min_id)
             if n == 0:

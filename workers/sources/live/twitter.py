@@ -72,9 +72,14 @@ class TwitterSource:
         walk: dict[str, Any] | None = state.get("walk")
         self.behind = False
         if since is None and walk is None:
-            posts, meta = self._page(None, None)
-            yield Batch(posts, {"since_id": meta.get("newest_id"), "walk": None})
-            return
+            # A new cursor: anchored just before the newest page (what search shows now) and
+            # saved before anything is scored; tweet ids are increasing integers.
+            _posts, meta = self._page(None, None)
+            oldest = str(meta.get("oldest_id") or "")
+            if not oldest.isdigit():
+                return  # nothing found yet: the next poll anchors again
+            since = str(int(oldest) - 1)
+            yield Batch([], {"since_id": since, "walk": None})
         token = walk.get("next_token") if walk else None
         top = walk.get("newest_id") if walk else None
         for _ in range(self.max_pages):
