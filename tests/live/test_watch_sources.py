@@ -160,3 +160,47 @@ def test_500_then_ok_is_retried(platforms, live_settings, colour_pipeline):
         run.stop()
     statuses = [r.status for r in platforms.api_requests("/xrpc/")]
     assert statuses[-3:] == [500, 503, 200] or statuses[-4:-1] == [500, 503, 200]
+
+
+def test_bluesky_session_metrics_and_a_live_report(platforms, live_settings, colour_pipeline,
+                                                   tmp_path):  # fmt: skip
+    """An app-password session (renewed when the token expires), Prometheus metrics with the
+    lag histogram, and the live report rewritten in place."""
+    import socket
+    import urllib.request
+
+    platforms.require_session = True
+    platforms.publish(BACKLASH_CAPTION, RED, n=2)
+    platforms.publish(n=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+    source = _source("bluesky", platforms, live_settings, stop, handle="me.test",
+                     app_password="app-pass")  # fmt: skip
+    report = tmp_path / "live" / "report.html"
+    options = WatchOptions(every_s=0.2, metrics_port=port, report=report, report_every_s=0.3)
+    w = Watcher(live_settings, source, options, Console(stderr=True, width=200), stop=stop,
+                pipeline=colour_pipeline)  # fmt: skip
+    run = Running(w)
+    try:
+        wait_for(lambda: len(_stored(live_settings)) == 3, 30, "the first posts stored")
+        platforms.sessions += 1  # the watcher's token is now expired
+        platforms.publish(BACKLASH_CAPTION, RED)
+        wait_for(lambda: len(_stored(live_settings)) == 4, 30, "the post after a new session")
+        wait_for(lambda: report.exists() and '<p class="meta">4 posts' in report.read_text(),
+                 30, "the report rewritten with the 4th post")  # fmt: skip
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    finally:
+        run.stop()
+    assert platforms.sessions >= 2
+    assert any(r.status == 401 for r in platforms.api_requests("/xrpc/app.bsky"))
+    assert 'backfire_watch_posts_total{outcome="ok",platform="bluesky",query="#myNYPD"} 4.0' in (
+        metrics
+    )
+    assert 'backfire_watch_lag_seconds_count{platform="bluesky",query="#myNYPD",since="created"}' \
+        ' 4.0' in metrics
+    assert "backfire_watch_behind" in metrics
+    html = report.read_text()
+    assert "#myNYPD (live)" in html and "Backlash share over time" in html
+    assert [p.name for p in report.parent.iterdir()] == ["report.html"]  # no half-written file

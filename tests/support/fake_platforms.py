@@ -82,6 +82,8 @@ class FakePlatforms:
         #: Scripted answers for the next API requests: (status, headers).
         self.script: list[tuple[int, dict[str, str]]] = []
         self.sessions = 0
+        #: Bluesky search needs the latest session's token (an older one is "expired").
+        self.require_session = False
         self.lock = threading.Lock()
         self._images: dict[tuple[int, int, int], bytes] = {}
         outer = self
@@ -201,6 +203,10 @@ class FakePlatforms:
             self.sessions += 1
             return 200, {"accessJwt": f"jwt-{self.sessions}", "did": "did:plc:me"}, {}
         if path == "/xrpc/app.bsky.feed.searchPosts":
+            if self.require_session and h.headers.get("Authorization") != (
+                f"Bearer jwt-{self.sessions}"
+            ):
+                return 401, {"error": "ExpiredToken", "message": "Token has expired"}, {}
             return self._bluesky(posts, params)
         if path == "/2/tweets/search/recent":
             if h.headers.get("Authorization") != f"Bearer {TOKEN}":
