@@ -16,6 +16,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -73,12 +74,17 @@ class Request:
 
 
 class FakePlatforms:
-    def __init__(self, latency_s: float = 0.0, tag: str = "myNYPD") -> None:
+    def __init__(
+        self, latency_s: float = 0.0, tag: str = "myNYPD",
+        images: Callable[[int], bytes] | None = None,
+    ) -> None:  # fmt: skip
         self.posts: list[FakePost] = []
         self.requests: list[Request] = []
         self.media_hits = 0
         self.tag = tag
         self.latency_s = latency_s
+        #: Post number -> its JPEG (a benchmark's distinct photos); default one per colour.
+        self.images = images
         #: Scripted answers for the next API requests: (status, headers).
         self.script: list[tuple[int, dict[str, str]]] = []
         self.sessions = 0
@@ -165,7 +171,8 @@ class FakePlatforms:
             with self.lock:
                 self.media_hits += 1
                 colour = self.posts[n].colour
-            self._send(h, 200, self._image(colour), "image/jpeg")
+            body = self.images(n) if self.images else self._image(colour)
+            self._send(h, 200, body, "image/jpeg")
             return
         if self.latency_s:
             time.sleep(self.latency_s)
