@@ -227,6 +227,10 @@ class Watcher:
             self.totals.poll_errors += 1
             self.console.print(f"[yellow]poll failed[/]: {e.message}; next poll in "
                                f"{self.options.every_s:g} s", soft_wrap=True)  # fmt: skip
+        for problem in self.source.problems[:20]:
+            self.console.print(f"[yellow]skipped[/] {problem.location}: {problem.message}",
+                               soft_wrap=True)  # fmt: skip
+        self.source.problems.clear()
         self.totals.polls += 1
         self.metrics.polled(self.source.behind, error)
         self.lag.close_poll()
@@ -455,6 +459,23 @@ class Watcher:
             parts.append(f"{t.poll_errors} failed polls")
         return " · ".join(parts)
 
+    def _alert_markers(self, tag: str) -> list[tuple[str, str]]:
+        """Every recorded firing of a rule of the hashtag (this run's, an earlier run's, the
+        workers'), at the crossing post's time, for the report's chart."""
+        from workers.domain import hashtag_key
+        from workers.store import alerts as alert_store
+
+        assert self.db is not None
+        out = []
+        for rule, deliveries in alert_store.list_rules(self.db):
+            if hashtag_key(rule.hashtag) != hashtag_key(tag):
+                continue
+            for d in deliveries:
+                when = d.payload.get("window_end")
+                if when:
+                    out.append((str(when), f"alert {d.share:.0%} ({d.state})"))
+        return out
+
     def write_report(self) -> None:
         """The campaign report from the store, written atomically (a browser reloading it
         never reads half a file)."""
@@ -464,7 +485,7 @@ class Watcher:
         assert self.db is not None and self.options.report is not None
         tag = self.source.hashtag or ""
         rows = list(store_rows(self.db, self.settings, tag))
-        markers = [(f.payload.get("window_end") or f.at, "alert") for f in self.fired]
+        markers = self._alert_markers(tag)
         _model, html = build_report(
             rows, settings=self.settings, title=f"#{tag} (live)" if tag else None,
             scored_at=datetime.now(UTC).strftime("%-d %b %Y %H:%M:%S UTC"),

@@ -24,6 +24,7 @@ from workers.domain import Post, parse_time
 from workers.errors import FetchError, SourceError, SourceUnavailable
 from workers.net.api import ApiAnswer, api_request, with_query
 from workers.net.guard import FetchPolicy
+from workers.sources import ReadProblem
 
 PLATFORMS = ("mastodon", "bluesky", "twitter")
 
@@ -50,6 +51,8 @@ class LiveSource(Protocol):
     hashtag: str | None
     #: True when the last poll stopped at `max_pages` with more posts waiting.
     behind: bool
+    #: Records of the pages it could not read (the watcher prints and clears them).
+    problems: list[ReadProblem]
 
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[Batch]: ...
 
