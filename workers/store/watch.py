@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from workers.domain import ResultRow, parse_time
 from workers.store.db import Database
@@ -103,11 +104,15 @@ def store_results(
             post.finished_at = post.touched_at = now
             post.last_error = row.error
             s.flush()  # the post's seq, for its verdict
-            s.add(
-                VerdictRow(
-                    post_seq=post.seq, pipeline_version=version, record=row.as_record(),
-                    verdict=row.verdict, detected=detected, scoring_s=0.0,
-                )
-            )  # fmt: skip
+            try:
+                with s.begin_nested():
+                    s.add(
+                        VerdictRow(
+                            post_seq=post.seq, pipeline_version=version, record=row.as_record(),
+                            verdict=row.verdict, detected=detected, scoring_s=0.0,
+                        )
+                    )  # fmt: skip
+            except IntegrityError:
+                continue  # a worker stored this post's verdict first (a --queue run): keep it
             out.append(Stored(post, now))
     return out
