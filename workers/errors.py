@@ -166,3 +166,18 @@ class Unavailable(ApiError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# --- live sources (`backfire watch`) -------------------------------------------------------------
+class SourceError(BackfireError):
+    """A platform refused the watcher's request (bad token, unknown instance or query): asking
+    again cannot help, so the watch stops with this message."""
+
+    code = "source-refused"
+
+
+class SourceUnavailable(SourceError):
+    """The platform did not answer usefully after every retry (5xx, 429, network): this poll is
+    given up and the next one tries again from the same cursor."""
+
+    code = "source-unavailable"

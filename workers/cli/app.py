@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from workers.cli import alert, caption, evaluate, model, report, score, service
+from workers.cli import alert, caption, evaluate, model, report, score, service, watch
 from workers.cli.common import fail
 from workers.errors import BackfireError
 
@@ -46,6 +46,8 @@ app.add_typer(service.db_app, name="db")
 app.command("report")(report.report)
 app.add_typer(alert.app, name="alert")
 app.add_typer(caption.app, name="caption")
+app.command("watch")(watch.watch)
+app.command("replay")(watch.replay)
 
 
 def main() -> None:

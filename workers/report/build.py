@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.config import Settings, get_settings
-from workers.domain import ResultRow
+from workers.domain import ResultRow, parse_time
 from workers.errors import BackfireError
 from workers.net.guard import FetchPolicy
 from workers.report.data import ReportModel, build_model, image_key
@@ -79,8 +79,10 @@ def build_report(
     scored_at: str | None = None,
     max_hashed: int = MAX_HASHED,
     top_n: int = TOP_N,
+    markers: Iterable[tuple[str | datetime, str]] = (),
 ) -> tuple[ReportModel, str]:
-    """The report model and its HTML. See `render_report`."""
+    """The report model and its HTML. See `render_report`. `markers`: (time, label) pairs
+    marked on the timeline chart (alert times)."""
     settings = settings or get_settings()
     rows = [ResultRow.of(r) for r in records]
     thresholds = scene_thresholds(settings)
@@ -94,6 +96,10 @@ def build_report(
         rows, scene_thresholds=thresholds, clusters=clusters, top_n=top_n, title=title,
         scored_at=scored_at,
     )  # fmt: skip
+    for when, label in markers:
+        t = when if isinstance(when, datetime) else parse_time(when)
+        if t is not None:
+            model.markers.append((t, label))
 
     # A photo is sensitive wherever it appears if any post of it (or of a near-duplicate) is:
     # the same image must not show unblurred under a "supportive" caption.

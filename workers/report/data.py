@@ -101,6 +101,9 @@ class ReportModel:
     review_total: int
     clusters: list[DupCluster]
     failures: list[FailureGroup]
+    #: Moments marked on the backlash-over-time chart: (time, label), e.g. when an alert of
+    #: `backfire watch` fired or `backfire replay` says it would have.
+    markers: list[tuple[datetime, str]] = field(default_factory=list)
 
     def share(self, verdict: str) -> float:
         return self.counts.get(verdict, 0) / self.ok if self.ok else 0.0

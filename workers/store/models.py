@@ -204,3 +204,18 @@ class AlertDeliveryRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class WatchCursorRow(Base):
+    """Where a `backfire watch` poller is in one (source, query): saved after each batch of
+    posts is stored, so a watcher killed at any instant resumes without gaps (workers/live/)."""
+
+    __tablename__ = "watch_cursors"
+
+    #: e.g. "mastodon:https://mastodon.social", "bluesky:https://public.api.bsky.app".
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    #: The hashtag or search query, as the platform is asked it.
+    query: Mapped[str] = mapped_column(String(500), primary_key=True)
+    #: The platform's own position (min_id, since_id, cursor...) and any catch-up in progress.
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
