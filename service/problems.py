@@ -115,7 +115,7 @@ def install(app: FastAPI) -> None:
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         # The client closed the connection while sending its body: nothing was stored, nobody
         # is left to answer, and it is not a server error. The status is only for the metrics.
-        log.info("client disconnected mid-request: %s %s", request.method, request.url.path)
+        log.warning("client disconnected mid-request: %s %s", request.method, request.url.path)
         return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(OSError)

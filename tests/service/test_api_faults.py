@@ -229,7 +229,8 @@ def test_endless_chunked_upload_is_cut_at_the_cap_and_the_server_stops_reading(
             assert sent < cap + 32 * 1024 * 1024, (who, sent)
             print(f"{who}: client sent {sent / 1e6:.1f} MB before the server closed")
     read = [int(n) for n in re.findall(r"cut off at the \d+-byte cap after (\d+) bytes", log.read_text())]
-    assert read and all(n <= cap + 65536 * 2 for n in read), read
+    # The app stops at the first body message past the cap (one socket read: up to 256 KiB).
+    assert read and all(n <= cap + 512 * 1024 for n in read), read
 
 
 # --- a client that hangs up mid-upload ---------------------------------------------------------
