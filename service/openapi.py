@@ -25,7 +25,7 @@ _WWW_AUTHENTICATE = {
     "WWW-Authenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}}
 }
 _DESCRIPTIONS = {
-    400: "Malformed multipart body",
+    400: "Malformed body: a multipart body that cannot be parsed, or JSON that is not JSON",
     401: "No API key, or one that is not valid",
     403: "Revoked API key",
     404: "No such resource for this API key",

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from workers.errors import BackfireError, RateLimited, StorageFull, Unauthenticated, Unavailable
 from workers.store.blobs import NO_SPACE
@@ -75,6 +76,15 @@ def problem_response(exc: BackfireError, instance: str | None = None) -> JSONRes
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(BackfireError)
     async def _backfire(request: Request, exc: BackfireError) -> JSONResponse:
@@ -97,10 +107,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; each method is
+            # its own route here, so `Allow` must gather them all.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return JSONResponse(
             problem(exc.status_code, code, str(exc.detail), request.url.path),
             exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
             media_type=MEDIA_TYPE,
         )
 

@@ -21,6 +21,9 @@ def _rfc3339(value: str) -> str:
 DateTimeText = Annotated[
     str, AfterValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
+#: What the SSRF guard accepts at all (it refuses more: private addresses, credentials...).
+#: Documented, not enforced here, so a refusal is the guard's own sentence naming the reason.
+_HTTP_URL = {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 #: `next_cursor` values, as the OpenAPI document describes them (and `list_posts` parses them).
 CURSOR_PATTERN = r"^p[0-9]{1,18}$"
 
@@ -44,6 +47,7 @@ class PostFields(BaseModel):
         min_length=1,
         max_length=2000,
         description="Webhook URL POSTed (signed) when the post finishes.",
+        json_schema_extra=_HTTP_URL,
     )
 
     @field_validator("hashtag")
@@ -54,7 +58,11 @@ class PostFields(BaseModel):
 
 class PostFromUrl(PostFields):
     image_url: str = Field(
-        ..., min_length=1, max_length=2000, description="http(s) URL of the image."
+        ...,
+        min_length=1,
+        max_length=2000,
+        description="http(s) URL of the image.",
+        json_schema_extra=_HTTP_URL,
     )
 
 
@@ -136,10 +144,20 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    hashtag: str = Field(..., min_length=1, max_length=200, examples=["myNYPD"])
+    hashtag: str = Field(
+        ..., min_length=1, max_length=200, examples=["myNYPD"],
+        json_schema_extra={"pattern": r"[^#\s]"},  # something besides '#' and blanks
+    )  # fmt: skip
     backlash_share: float = Field(0.3, gt=0, le=1, description="Threshold share (0-1].")
     window: str | int = Field(
-        "30m", description="Rolling window: `30m`, `2h`, `1d`, `90s` or seconds."
+        "30m",
+        description="Rolling window: `30m`, `2h`, `1d`, `90s` or seconds (above zero).",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+                {"type": "integer", "minimum": 1},
+            ]
+        },
     )
     min_posts: int = Field(20, ge=1, description="Scored posts the window needs to fire.")
     webhook: str = Field(
@@ -147,6 +165,7 @@ class AlertIn(BaseModel):
         min_length=1,
         max_length=2000,
         description="http(s) URL; Slack-compatible JSON is POSTed there.",
+        json_schema_extra=_HTTP_URL,
     )
 
     @field_validator("hashtag")

@@ -45,7 +45,7 @@ def _out(rule: AlertRule) -> dict[str, Any]:
     status_code=201,
     response_model=AlertOut,
     responses=problems(
-        413, 422, d422="Invalid fields, or a webhook URL refused by the SSRF checks"
+        400, 413, 422, d422="Invalid fields, or a webhook URL refused by the SSRF checks"
     ),
     summary="Add an alert rule",
 )

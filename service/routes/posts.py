@@ -37,6 +37,7 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["image"],
+                    "additionalProperties": False,  # other fields are refused (422)
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         **PostFields.model_json_schema()["properties"],
