@@ -22,7 +22,10 @@ _RETRY_AFTER = {
     }
 }
 _WWW_AUTHENTICATE = {
-    "WWW-Authenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}}
+    "WWW-Authenticate": {
+        "description": "How to authenticate: `Bearer`.",
+        "schema": {"type": "string"},
+    }
 }
 _DESCRIPTIONS = {
     400: "Malformed body: a multipart body that cannot be parsed, or JSON that is not JSON",

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+)
 
 from workers.domain import clean_hashtag, parse_rfc3339
 
@@ -23,7 +31,7 @@ DateTimeText = Annotated[
 ]
 #: What the SSRF guard accepts at all (it refuses more: private addresses, credentials...).
 #: Documented, not enforced here, so a refusal is the guard's own sentence naming the reason.
-_HTTP_URL = {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+_HTTP_URL: dict[str, JsonValue] = {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 #: `next_cursor` values, as the OpenAPI document describes them (and `list_posts` parses them).
 CURSOR_PATTERN = r"^p[0-9]{1,18}$"
 

@@ -275,7 +275,8 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError("must be an RFC 3339 date-time such as 2014-04-22T17:00:00Z")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     frac, zulu, sign, off_h, off_m = m.groups()[6:]
-    if hour > 23 or minute > 59 or second > 59 or (not zulu and (int(off_h) > 23 or int(off_m) > 59)):
+    bad_offset = not zulu and (int(off_h) > 23 or int(off_m) > 59)
+    if hour > 23 or minute > 59 or second > 59 or bad_offset:
         raise ValueError("has an hour, minute, second or offset out of range")
     micro = int((frac or "0")[:6].ljust(6, "0"))
     offset = timedelta(0) if zulu else timedelta(hours=int(off_h), minutes=int(off_m))

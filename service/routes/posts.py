@@ -160,8 +160,6 @@ def _seq(cursor: str | None) -> int:
     return int(cursor[1:]) if cursor else 0
 
 
-
-
 @router.get("", response_model=PostPage, summary="List posts, oldest first")
 def list_posts(
     ctx: Ctx,
@@ -180,7 +178,8 @@ def list_posts(
 ) -> dict[str, Any]:
     views = repo.list_posts(
         ctx.db, key.key_id, hashtag=clean_hashtag(hashtag), verdict=verdict,
-        status=status, since=clamp_utc(parse_rfc3339(since)) if since else None, after_seq=_seq(cursor), limit=limit + 1,
+        status=status, since=clamp_utc(parse_rfc3339(since)) if since else None,
+        after_seq=_seq(cursor), limit=limit + 1,
     )  # fmt: skip
     more = len(views) > limit
     views = views[:limit]

@@ -120,8 +120,10 @@ def test_the_document_says_how_errors_and_authentication_look(contract_api) -> N
     doc = httpx.get(f"{api.url}/openapi.json").json()
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer",
-                                     "description": "`Authorization: Bearer <API key>`"}  # fmt: skip
-    assert schemes["apiKeyHeader"]["in"] == "header" and schemes["apiKeyHeader"]["name"] == "X-API-Key"
+                                     "description": "`Authorization: Bearer <API key>`"}
+    assert (
+        schemes["apiKeyHeader"]["in"] == "header" and schemes["apiKeyHeader"]["name"] == "X-API-Key"
+    )
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             for status, response in op["responses"].items():

@@ -90,7 +90,9 @@ def _multipart(image: bytes, **fields: str) -> tuple[bytes, str]:
     ]
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
-        "Content-Type: image/png\r\n\r\n".encode() + image + b"\r\n"
+        "Content-Type: image/png\r\n\r\n".encode()
+        + image
+        + b"\r\n"
     )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), (
         f"multipart/form-data; boundary={boundary}"
@@ -147,8 +149,9 @@ def test_full_media_disk_is_507_with_retry_after_keeps_the_connection_loses_noth
         assert r.getheader("Content-Type", "").startswith("application/problem+json")
         assert r.getheader("Retry-After") == str(settings.storage_full_retry_after_s)
         problem = json.loads(data)
-        assert problem["code"] == "storage-full" and "send the same request again" in (
-            problem["detail"]
+        assert (
+            problem["code"] == "storage-full"
+            and "send the same request again" in (problem["detail"])
         )
         assert not r.will_close, r.getheaders()
         sock = conn.sock
@@ -212,23 +215,29 @@ def test_endless_chunked_upload_is_cut_at_the_cap_and_the_server_stops_reading(
     key = create_key(open_database(settings), "chunks")
     log = tmp_path / "api.log"
     with running_api(settings, log, BACKFIRE_API_MAX_BODY_BYTES=str(cap)) as api:
-        for who, auth in (("a valid key", key), ("a refused key", "bf_0000000000000000_" + "x" * 43)):
+        for who, auth in (
+            ("a valid key", key),
+            ("a refused key", "bf_0000000000000000_" + "x" * 43),
+        ):
             head = (
                 b"POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n"
-                + f"Authorization: Bearer {auth}\r\n\r\n".encode()
+                b"Transfer-Encoding: chunked\r\n" + f"Authorization: Bearer {auth}\r\n\r\n".encode()
             )
             sent, answer = _endless_chunked(api.port, head)
             status = answer.split(b"\r\n", 1)[0]
             # The server answered and hung up: the client could send its cap plus what the two
             # kernels buffer, not the 20 s of 700 MB/s the server used to swallow.
-            assert status.startswith(b"HTTP/1.1 413" if who == "a valid key" else b"HTTP/1.1 401"), (
+            expected = b"HTTP/1.1 413" if who == "a valid key" else b"HTTP/1.1 401"
+            assert status.startswith(expected), (
                 who, answer[:300],
             )  # fmt: skip
             assert b"connection: close" in answer.lower(), answer[:300]
             assert sent < cap + 32 * 1024 * 1024, (who, sent)
             print(f"{who}: client sent {sent / 1e6:.1f} MB before the server closed")
-    read = [int(n) for n in re.findall(r"cut off at the \d+-byte cap after (\d+) bytes", log.read_text())]
+    read = [
+        int(n)
+        for n in re.findall(r"cut off at the \d+-byte cap after (\d+) bytes", log.read_text())
+    ]
     # The app stops at the first body message past the cap (one socket read: up to 256 KiB).
     assert read and all(n <= cap + 512 * 1024 for n in read), read
 
@@ -377,7 +386,9 @@ def test_metrics_are_off_without_a_token_and_need_it_when_set(api_settings: Sett
     with TestClient(create_app(api_settings)) as c:
         assert c.get("/metrics").status_code == 404
         assert "/metrics" not in c.get("/openapi.json").json()["paths"]
-    with TestClient(create_app(api_settings.model_copy(update={"metrics_token": METRICS_TOKEN}))) as c:
+    with TestClient(
+        create_app(api_settings.model_copy(update={"metrics_token": METRICS_TOKEN}))
+    ) as c:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
             r = c.get("/metrics", headers=headers)
             assert r.status_code == 401 and r.json()["code"] == "unauthenticated", headers
@@ -426,7 +437,9 @@ def test_refused_keys_are_limited_per_address_and_unknown_ids_cost_what_known_on
         assert 1 <= int(r.headers["Retry-After"]) <= 60
         reads.clear()
         for _ in range(20):
-            r = c.get("/v1/posts", headers={"Authorization": "Bearer bf_00000000000000bb_" + "z" * 43})
+            r = c.get(
+                "/v1/posts", headers={"Authorization": "Bearer bf_00000000000000bb_" + "z" * 43}
+            )
             assert r.status_code == 429
         assert c.get("/v1/posts", headers={"Authorization": f"Bearer {good}"}).status_code == 429
         assert reads == []  # a blocked address costs the database nothing
