@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from workers.errors import UsageError
@@ -267,7 +267,7 @@ def hashtag_key(tag: str | None) -> str:
     return (clean_hashtag(tag) or "").lower()
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -302,6 +302,45 @@ def parse_time(value: Any) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+#: RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): a date, `T`, a time with
+#: seconds, and an offset or `Z`. Letters in either case, as the RFC allows; no leap second.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 date-time -> aware datetime; ValueError (saying what is expected) if `value`
+    is not one, so an API field documented as `date-time` accepts exactly that."""
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError("must be an RFC 3339 date-time such as 2014-04-22T17:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zulu, sign, off_h, off_m = m.groups()[6:]
+    bad_offset = not zulu and (int(off_h) > 23 or int(off_m) > 59)
+    if hour > 23 or minute > 59 or second > 59 or bad_offset:
+        raise ValueError("has an hour, minute, second or offset out of range")
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    offset = timedelta(0) if zulu else timedelta(hours=int(off_h), minutes=int(off_m))
+    if sign == "-":
+        offset = -offset
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, timezone(offset))
+    except ValueError as e:  # day 31 of April, year 0, ...
+        raise ValueError(f"is not a calendar date-time ({e})") from None
+
+
+def clamp_utc(dt: datetime) -> datetime:
+    """`dt` in UTC; the first or last representable instant when the offset carries it past
+    year 1 or 9999 (valid RFC 3339, e.g. 9999-12-31T23:59:59-23:59, yet no Python datetime)."""
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if dt.year > 1 else datetime.min.replace(tzinfo=UTC)
 
 
 def iso_utc(dt: datetime | None) -> str | None:

@@ -140,6 +140,18 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
+class TooManyDownloads(RateLimited):
+    """This key already has its share of `image_url` downloads in flight."""
+
+    code = "too-many-downloads"
+
+
+class TooManyAuthFailures(RateLimited):
+    """This client address sent too many refused keys this minute."""
+
+    code = "too-many-auth-failures"
+
+
 class RequestTooLarge(ApiError):
     code = "request-too-large"
     http_status = 413
@@ -181,3 +193,16 @@ class SourceUnavailable(SourceError):
     given up and the next one tries again from the same cursor."""
 
     code = "source-unavailable"
+
+
+# --- storage -----------------------------------------------------------------------------------
+class StorageFull(BackfireError):
+    """The media disk (or the upload spool) has no room left: nothing was stored; the same
+    request can be sent again once space is freed (507 Insufficient Storage, with Retry-After)."""
+
+    code = "storage-full"
+    http_status = 507
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,21 +1,28 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/metrics shows post counts across every key, so it is not on the public router: it exists only
+when `BACKFIRE_METRICS_TOKEN` is set (`metrics_router`, mounted by `create_app`), and answers
+only to that token."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import Ctx
+from service.deps import Ctx, require_metrics_token
 from service.problems import MEDIA_TYPE, problem
 
 router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # async: answered on the event loop, so it stays fast whatever the worker threads are
+    # doing (a liveness probe must not fail because uploads are busy).
     return {"status": "ok"}
 
 
@@ -41,7 +48,11 @@ def _checks(ctx: Any) -> dict[str, Any]:
     return out
 
 
-@router.get("/readyz", summary="Database, Redis and at least one worker answer")
+@router.get(
+    "/readyz",
+    summary="Database, Redis and at least one worker answer",
+    responses={503: {"description": "Not ready: the `checks` member says what is down"}},
+)
 async def readyz(ctx: Ctx) -> Response:
     checks = await run_in_threadpool(_checks, ctx)
     ready = checks["database"] == "ok" and checks["redis"] == "ok" and checks["workers"] > 0
@@ -54,7 +65,13 @@ async def readyz(ctx: Ctx) -> Response:
     return JSONResponse(body, 503, headers={"Retry-After": "5"}, media_type=MEDIA_TYPE)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@metrics_router.get(
+    "/metrics",
+    summary="Prometheus metrics (needs the metrics token)",
+    response_class=Response,
+    include_in_schema=False,  # an operators' endpoint, not part of the clients' API
+    dependencies=[Depends(require_metrics_token)],
+)
 async def metrics(ctx: Ctx) -> Response:
     from service.metrics import render
 
