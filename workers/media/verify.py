@@ -5,8 +5,9 @@ RGBA PNG that compresses to 60 KB), and the API checks uploads in a shared threa
 image stream is inflated in pieces of at most `_PIECE` bytes and only its structure is checked,
 the way Pillow's decoder reads it, so an upload that a worker could not decode is refused at
 once: the concatenated IDAT data must inflate without a zlib error, must hold every row of the
-first frame (all seven passes when interlaced), and every row must start with a known filter
-type (0-4). What follows the last needed byte is ignored, as Pillow ignores it.
+first frame (all seven passes when interlaced) unless the zlib stream itself ends first on a row
+boundary (Pillow then stops the picture there), and every complete row must start with a known filter type (0-4). What
+follows the last needed byte is ignored, as Pillow ignores it.
 """
 
 from __future__ import annotations
@@ -100,9 +101,14 @@ def verify_png_pixels(data: bytes) -> None:
                     if consume(inflater.decompress(chunk, _PIECE)):
                         return
                     if inflater.eof:
+                        if in_row == 0:
+                            # The zlib stream ends on a row boundary before the last row:
+                            # Pillow ends the picture there (the rest stays black) and a
+                            # worker scores it, so the upload is accepted too.
+                            return
                         raise TruncatedImage(
-                            "The PNG file is truncated: its image data ends before the last "
-                            "row of pixels."
+                            "The PNG file is truncated: its image data ends inside a row of "
+                            "pixels."
                         )
                     chunk = inflater.unconsumed_tail
         while True:  # output the inflater still holds back
