@@ -29,10 +29,11 @@ def test_strip_bomb_gets_an_error_record_and_the_rest_is_scored(run_cli, tmp_pat
     (folder / "printed.png").write_bytes(icc)
     res = run_cli("score", str(folder), "--out", "v.jsonl")
     assert res.returncode == 1, res.stderr  # some posts failed: exit 1, never a crash
-    rows = {r["post_id"]: r for r in map(json.loads, (tmp_path / "v.jsonl").read_text().splitlines())}
+    rows = {
+        r["post_id"]: r for r in map(json.loads, (tmp_path / "v.jsonl").read_text().splitlines())
+    }
     strip = rows["strip"]
     assert strip["status"] == "error" and strip["error"]["type"] == "image-too-elongated"
     assert "1×65,000" in strip["error"]["message"]
     assert rows["photo"]["status"] == "ok" and rows["printed"]["status"] == "ok"
     assert "1 failed" in res.stderr
-

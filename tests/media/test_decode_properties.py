@@ -71,8 +71,11 @@ def images(draw: st.DrawFn) -> tuple[str, bytes]:
     if fmt == "PNG":
         save["interlace"] = draw(st.sampled_from([0, 1]))
     elif fmt == "JPEG":
-        save.update(progressive=draw(st.booleans()), quality=draw(st.integers(5, 95)),
-                    bufsize=w * h * 4 + 65536)  # progressive strips need it ("Suspension...")
+        save.update(
+            progressive=draw(st.booleans()),
+            quality=draw(st.integers(5, 95)),
+            bufsize=w * h * 4 + 65536,
+        )  # progressive strips need it ("Suspension...")
     elif fmt == "TIFF":
         save["compression"] = draw(st.sampled_from([None, "tiff_lzw", "tiff_adobe_deflate",
                                                     "packbits"]))  # fmt: skip

@@ -5,9 +5,9 @@ RGBA PNG that compresses to 60 KB), and the API checks uploads in a shared threa
 image stream is inflated in pieces of at most `_PIECE` bytes and only its structure is checked,
 the way Pillow's decoder reads it, so an upload that a worker could not decode is refused at
 once: the concatenated IDAT data must inflate without a zlib error, must hold every row of the
-first frame (all seven passes when interlaced) unless the zlib stream itself ends first on a row
-boundary (Pillow then stops the picture there), and every complete row must start with a known filter type (0-4). What
-follows the last needed byte is ignored, as Pillow ignores it.
+first frame (all seven passes when interlaced) unless the zlib stream itself ends first on a
+row boundary (Pillow then stops the picture there), and every complete row must start with a
+known filter type (0-4). What follows the last needed byte is ignored, as Pillow ignores it.
 """
 
 from __future__ import annotations
@@ -107,8 +107,7 @@ def verify_png_pixels(data: bytes) -> None:
                             # worker scores it, so the upload is accepted too.
                             return
                         raise TruncatedImage(
-                            "The PNG file is truncated: its image data ends inside a row of "
-                            "pixels."
+                            "The PNG file is truncated: its image data ends inside a row of pixels."
                         )
                     chunk = inflater.unconsumed_tail
         while True:  # output the inflater still holds back
@@ -118,7 +117,7 @@ def verify_png_pixels(data: bytes) -> None:
             if not out:
                 break
     except zlib.error as e:
-        raise CorruptImage(f"The PNG file is damaged: its image data does not inflate ({e}).") from e
-    raise TruncatedImage(
-        "The PNG file is truncated: it ends before the picture is complete."
-    )
+        raise CorruptImage(
+            f"The PNG file is damaged: its image data does not inflate ({e})."
+        ) from e
+    raise TruncatedImage("The PNG file is truncated: it ends before the picture is complete.")
