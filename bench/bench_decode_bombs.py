@@ -54,6 +54,8 @@ def one(path: Path, unbounded: bool) -> None:
     from workers.media.decode import DecodeLimits, decode_image
     from workers.scenes.preprocess import NumpyPreprocess
 
+    import torch  # noqa: F401  (NumpyPreprocess imports it on first call: not in the timing)
+
     limits = DecodeLimits(max_aspect=1e9, max_side=10**9) if unbounded else DecodeLimits()
     prepare = NumpyPreprocess(224, *_CLIP_NORM, "bicubic")
     data = path.read_bytes()
