@@ -49,7 +49,7 @@ class ApiContext:
         blobs = BlobStore(settings.resolved_media_dir, settings.storage_full_retry_after_s)
         publisher = Publisher(celery, db)
         fetch_policy = FetchPolicy.from_settings(settings)
-        decode_limits = DecodeLimits(max_pixels=settings.max_image_pixels)
+        decode_limits = DecodeLimits.from_settings(settings)
         client = redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=settings.redis_timeout_s,

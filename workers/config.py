@@ -96,6 +96,16 @@ class Settings(BaseSettings):
 
     # --- decoding and fetching untrusted media ------------------------------------------------
     max_image_pixels: int = Field(60_000_000, description="Refuse images with more pixels.")
+    max_image_side: int = Field(
+        30_000, ge=1, description="Refuse images wider or taller than this many pixels."
+    )
+    max_image_aspect: float = Field(
+        50.0,
+        ge=1.0,
+        description="Refuse images whose long side is more than this many times the short side: "
+        "the model resizes the short side to its input size (224 px), so this also bounds the "
+        "resized picture (224 × 11,200 px at 50:1).",
+    )
     max_image_bytes: int = Field(25 * 1024 * 1024, description="Refuse larger downloads/uploads.")
     fetch_timeout_s: float = Field(
         10.0, gt=0, description="Deadline of one download attempt (connect to last byte)."

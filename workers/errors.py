@@ -76,6 +76,13 @@ class ImageTooLarge(MediaError):
     code = "image-too-large"
 
 
+class ImageTooElongated(MediaError):
+    """A strip (1×65,000 px and the like), not a photo: the model's resize to its input size
+    on the short side would blow it up to millions of pixels."""
+
+    code = "image-too-elongated"
+
+
 class CorruptImage(MediaError):
     code = "image-corrupt"
 

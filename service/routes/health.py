@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from service.deps import Ctx, require_metrics_token
 from service.problems import MEDIA_TYPE, problem
+from workers.queue.app import READY_COMMAND
 
 router = APIRouter(tags=["health"])
 metrics_router = APIRouter(tags=["health"])
@@ -38,19 +39,26 @@ def _checks(ctx: Any) -> dict[str, Any]:
         out["redis"] = "ok"
     except Exception as e:
         out["redis"] = f"error: {type(e).__name__}"
-    workers = 0
+    # A worker counts once one of its processes holds a loaded model: a worker that answers
+    # but cannot load its model must not make the service look ready (it refuses work).
+    workers = answered = 0
     if out["redis"] == "ok":
         try:
-            workers = len(ctx.celery.control.ping(timeout=1.0) or [])
+            replies = ctx.celery.control.broadcast(READY_COMMAND, reply=True, timeout=1.0)
         except Exception:
-            workers = 0
+            replies = []
+        for reply in replies or []:
+            for body in reply.values():
+                answered += 1
+                workers += isinstance(body, dict) and body.get("models_loaded", 0) > 0
     out["workers"] = workers
+    out["workers_without_model"] = answered - workers
     return out
 
 
 @router.get(
     "/readyz",
-    summary="Database, Redis and at least one worker answer",
+    summary="Database, Redis and at least one worker with its model answer",
     responses={503: {"description": "Not ready: the `checks` member says what is down"}},
 )
 async def readyz(ctx: Ctx) -> Response:
@@ -60,7 +68,12 @@ async def readyz(ctx: Ctx) -> Response:
         return JSONResponse({"status": "ready", **checks})
     down = [k for k in ("database", "redis") if checks[k] != "ok"]
     if checks["workers"] == 0:
-        down.append("workers (none answered a ping)")
+        starting = checks["workers_without_model"]
+        down.append(
+            f"workers ({starting} answered, none has its model loaded yet or could load it)"
+            if starting
+            else "workers (none answered)"
+        )
     body = problem(503, "not-ready", f"Not ready: {', '.join(down)}.", "/readyz", checks=checks)
     return JSONResponse(body, 503, headers={"Retry-After": "5"}, media_type=MEDIA_TYPE)
 

@@ -67,7 +67,7 @@ def test_unsupported_and_hostile_images(client, auth):
     p = r.json()
     assert p["type"].endswith("/image-unsupported-format") and "PDF" in p["detail"]
 
-    # Header-level damage is caught at upload (pixel-level truncation fails the post later).
+    # Header-level damage is caught at upload (pixel-level damage too: test_api_bad_images).
     damaged = b"\xff\xd8\xff" + b"\0" * 100
     r = client.post("/v1/posts", headers=auth, files={"image": ("t.jpg", damaged, "image/jpeg")})
     assert r.status_code == 422, r.text

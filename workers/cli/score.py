@@ -292,7 +292,7 @@ def score_via_queue(
     policy = FetchPolicy.from_settings(settings)
     ingest = Ingest(
         db, BlobStore(settings.resolved_media_dir), Publisher(create_app(settings), db, 0.0),
-        policy, DecodeLimits(max_pixels=settings.max_image_pixels),
+        policy, DecodeLimits.from_settings(settings),
     )  # fmt: skip
     rows: list[ResultRow] = []
     seqs: list[int] = []

@@ -15,9 +15,11 @@ from typing import Any
 from workers.config import Settings, get_settings
 from workers.domain import ResultRow, parse_time
 from workers.errors import BackfireError
+from workers.media.decode import DecodeLimits
 from workers.net.guard import FetchPolicy
 from workers.report.data import ReportModel, build_model, image_key
 from workers.report.images import (
+    THUMB_SIDE,
     ImageLoader,
     hash_images,
     near_duplicate_clusters,
@@ -88,7 +90,7 @@ def build_report(
     thresholds = scene_thresholds(settings)
     loader = ImageLoader(
         FetchPolicy.from_settings(settings), fetch=fetch_thumbnails, base_dir=base_dir,
-        max_pixels=settings.max_image_pixels, blobs=blobs,
+        limits=DecodeLimits.from_settings(settings, target_size=THUMB_SIDE), blobs=blobs,
     )  # fmt: skip
     hashes = hash_images(loader, _hash_candidates(rows, max_hashed))
     clusters = near_duplicate_clusters(hashes)

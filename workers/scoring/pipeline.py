@@ -117,9 +117,7 @@ class Pipeline:
         self.caption_scorer = caption_scorer
         self.policy = VerdictPolicy(policy, prompts)
         self.version = pipeline_version(encoder.model_id, prompts, caption_scorer.model_id, policy)
-        self.limits = DecodeLimits(
-            max_pixels=settings.max_image_pixels, target_size=encoder.image_size
-        )
+        self.limits = DecodeLimits.from_settings(settings, target_size=encoder.image_size)
         #: What `score_items` remembers across calls (a worker sets the store's); None: each
         #: call dedups within itself only.
         self.scene_cache: SceneCache | None = None
