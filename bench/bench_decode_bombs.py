@@ -50,11 +50,11 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 def one(path: Path, unbounded: bool) -> None:
     """In the measured process: decode + resize like a worker, print what happened."""
+    import torch  # noqa: F401  (NumpyPreprocess imports it on first call: not in the timing)
+
     from workers.errors import MediaError
     from workers.media.decode import DecodeLimits, decode_image
     from workers.scenes.preprocess import NumpyPreprocess
-
-    import torch  # noqa: F401  (NumpyPreprocess imports it on first call: not in the timing)
 
     limits = DecodeLimits(max_aspect=1e9, max_side=10**9) if unbounded else DecodeLimits()
     prepare = NumpyPreprocess(224, *_CLIP_NORM, "bicubic")

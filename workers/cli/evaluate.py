@@ -203,12 +203,14 @@ def run_eval(
 
 
 def _thumbnails(settings: Settings, result: dict[str, Any]) -> dict[str, str | None]:
+    from workers.media.decode import DecodeLimits
     from workers.net.guard import FetchPolicy
-    from workers.report.images import ImageLoader, thumbnail_uri
+    from workers.report.images import THUMB_SIDE, ImageLoader, thumbnail_uri
     from workers.store.blobs import BlobStore
 
     loader = ImageLoader(
-        FetchPolicy.from_settings(settings), fetch=False, max_pixels=settings.max_image_pixels,
+        FetchPolicy.from_settings(settings), fetch=False,
+        limits=DecodeLimits.from_settings(settings, target_size=THUMB_SIDE),
         blobs=BlobStore(settings.resolved_media_dir),
     )  # fmt: skip
     from workers.domain import ResultRow
