@@ -28,18 +28,6 @@ class ImageTextEncoder(Protocol):
     logit_scale: float
     image_size: int
 
-    def _to_int8(self, model: Any, model_name: str, weights: Weights, settings: Settings) -> None:
-        from workers.scenes.int8 import MODEL_ID_SUFFIX, make_int8
-
-        self.model_id = weights.model_id + MODEL_ID_SUFFIX
-        before = list(model.visual.parameters())
-        make_int8(model.visual, model_name, self.model_id, weights.sha256(settings),
-                  settings.cache_dir)  # fmt: skip
-        # The float weights the int8 layers replaced were read to quantise them (when the cache
-        # did not serve): give their pages back to the file rather than keep them resident.
-        kept = {id(p) for p in model.visual.parameters()}
-        release_file_pages([p for p in before if id(p) not in kept], weights.path)
-
     def prepare(self, image: Image.Image) -> Any: ...
 
     def encode_images(self, prepared: list[Any]) -> np.ndarray:
