@@ -231,7 +231,8 @@ class AlertList(BaseModel):
 class LabelsIn(BaseModel):
     """A person's labels of a post; any subset of the keys (`null` removes that label)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one label: an empty body is refused, and the schema says so.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     scenes: list[str] | None = Field(
         None, max_length=50, description="Every scene the photo shows; [] for none of them.",

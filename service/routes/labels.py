@@ -12,20 +12,18 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from service.deps import Ctx, CurrentKey
-from service.schemas import LabelsIn, LabelsOut, Problem
+from service.openapi import AUTH, problems
+from service.schemas import LabelsIn, LabelsOut
 from workers.errors import InvalidRequest
 from workers.scenes.prompts import load_prompt_set
 from workers.store import labels as repo
 
-router = APIRouter(prefix="/v1/posts", tags=["labels"])
+router = APIRouter(prefix="/v1/posts", tags=["labels"], responses=problems(*AUTH))
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": desc}
-    for code, desc in {
-        401: "No or bad API key", 403: "Revoked API key", 404: "No such post (for this key)",
-        422: "Unknown scene or verdict, or no label given", 429: "Rate limit",
-    }.items()
-}  # fmt: skip
+_ERRORS = problems(
+    404, 422, d404="No such post for this API key",
+    d422="Unknown scene or verdict, or no label given",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=4)

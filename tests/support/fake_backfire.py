@@ -28,9 +28,10 @@ def _from_settings(cls, settings, encoder=None, processes=1):  # type: ignore[no
     )  # fmt: skip
 
 
-_pipeline.Pipeline.from_settings = classmethod(_from_settings)  # type: ignore[method-assign]
-
 if __name__ == "__main__":
+    # Patched only when run as the command: tests import COLOURS from here, and a patch at
+    # import time would hand every later test in the process the colour encoder.
+    _pipeline.Pipeline.from_settings = classmethod(_from_settings)  # type: ignore[method-assign]
     from workers.cli.app import main
 
     main()
