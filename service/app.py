@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import problems
+from service import openapi, problems
 from service.context import ApiContext
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import alerts, hashtags, health, posts
+from service.routes import alerts, hashtags, health, labels, posts
 from workers.config import Settings, get_settings
 
 
@@ -37,10 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(posts.router)
+    app.include_router(labels.router)
     app.include_router(hashtags.router)
     app.include_router(alerts.router)
     app.include_router(health.router)
+    if settings.metrics_token:
+        app.include_router(health.metrics_router)
     # Outermost first: the body cap applies before anything reads the body.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)

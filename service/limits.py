@@ -3,17 +3,26 @@
 `Content-Length` above the cap is refused before reading a byte; a body that grows past the cap
 (chunked, or longer than its header claims) is cut off as soon as it does, so at most one more
 network chunk than the cap is ever read.
+
+Cutting the body off is not enough by itself: once a response is complete, the server discards
+whatever else the client sends on a keep-alive connection, for as long as the client sends it
+(an endless chunked upload was read at 700 MB/s after its 413). So every answer given while an
+unbounded body is still coming, the 413 included, says `Connection: close`, and the server
+stops reading that connection once the answer is out.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.problems import MEDIA_TYPE, problem
 from workers.errors import RequestTooLarge
+
+log = logging.getLogger("backfire.api")
 
 
 class BodyLimitMiddleware:
@@ -29,6 +38,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -38,22 +49,40 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await _send_problem(send, self._too_large(), scope.get("path"))
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
         received = 0
+        body_done = False
+        over = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, body_done, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body_done = True
                 if received > self.max_bytes:
+                    over = True
+                    log.warning(
+                        "%s %s: body cut off at the %d-byte cap after %d bytes; closing",
+                        scope.get("method"), scope.get("path"), self.max_bytes, received,
+                    )  # fmt: skip
                     raise self._too_large()
+            elif message["type"] == "http.disconnect":
+                body_done = True
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # Over the cap, or a chunked body nobody read to its end (a 401 answered
+                # before reading, say): the rest is unbounded, so it is not read at all.
+                if over or (chunked and not body_done):
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         try:

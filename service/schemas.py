@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+)
 
-from workers.domain import clean_hashtag
+from workers.domain import clean_hashtag, parse_rfc3339
 
 Status = Literal["queued", "running", "done", "failed", "quarantined"]
 VerdictName = Literal["backlash", "supportive", "neutral", "off_topic"]
+#: A string the API checks as RFC 3339, documented as `format: date-time`: the schema promises
+#: exactly what the validator accepts.
+def _rfc3339(value: str) -> str:
+    parse_rfc3339(value)  # ValueError -> the field's 422
+    return value
+
+
+DateTimeText = Annotated[
+    str, AfterValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+#: What the SSRF guard accepts at all (it refuses more: private addresses, credentials...).
+#: Documented, not enforced here, so a refusal is the guard's own sentence naming the reason.
+_HTTP_URL: dict[str, JsonValue] = {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+#: `next_cursor` values, as the OpenAPI document describes them (and `list_posts` parses them).
+CURSOR_PATTERN = r"^p[0-9]{1,18}$"
 
 
 class PostFields(BaseModel):
@@ -23,10 +46,16 @@ class PostFields(BaseModel):
         None, min_length=1, max_length=200, description="Your id; re-POSTing it is idempotent."
     )
     hashtag: str | None = Field(None, max_length=200)
-    created_at: str | None = Field(None, description="ISO 8601 time the post was published.")
+    created_at: DateTimeText | None = Field(
+        None, description="When the post was published (RFC 3339, e.g. 2014-04-22T17:00:00Z)."
+    )
     author: str | None = Field(None, max_length=200)
     callback_url: str | None = Field(
-        None, max_length=2000, description="Webhook URL POSTed (signed) when the post finishes."
+        None,
+        min_length=1,
+        max_length=2000,
+        description="Webhook URL POSTed (signed) when the post finishes.",
+        json_schema_extra=_HTTP_URL,
     )
 
     @field_validator("hashtag")
@@ -34,19 +63,15 @@ class PostFields(BaseModel):
     def _strip_hash(cls, v: str | None) -> str | None:
         return clean_hashtag(v)
 
-    @field_validator("created_at")
-    @classmethod
-    def _iso(cls, v: str | None) -> str | None:
-        if v:
-            try:
-                datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError as e:
-                raise ValueError("created_at must be an ISO 8601 date-time") from e
-        return v or None
-
 
 class PostFromUrl(PostFields):
-    image_url: str = Field(..., max_length=2000, description="http(s) URL of the image.")
+    image_url: str = Field(
+        ...,
+        min_length=1,
+        max_length=2000,
+        description="http(s) URL of the image.",
+        json_schema_extra=_HTTP_URL,
+    )
 
 
 class PostAccepted(BaseModel):
@@ -83,6 +108,8 @@ class PostOut(BaseModel):
     detected_scenes: list[str] | None
     caption_scores: dict[str, Any] | None
     signals: dict[str, float] | None
+    review: bool | None = Field(None, description="A person should check this verdict.")
+    review_reason: str | None = None
     error: dict[str, str] | None
     webhook: Webhook | None
     links: dict[str, str]
@@ -90,7 +117,9 @@ class PostOut(BaseModel):
 
 class PostPage(BaseModel):
     items: list[PostOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page.", pattern=CURSOR_PATTERN
+    )
 
 
 class HashtagSummary(BaseModel):
@@ -105,7 +134,8 @@ class HashtagSummary(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details (`application/problem+json`). `code` is the stable machine
+    name (also the end of `type`); `detail` is a sentence for a person."""
 
     type: str
     title: str
@@ -113,6 +143,9 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Invalid requests (422): each field refused, with why."
+    )
 
 
 class AlertIn(BaseModel):
@@ -121,14 +154,28 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    hashtag: str = Field(..., min_length=1, max_length=200, examples=["myNYPD"])
+    hashtag: str = Field(
+        ..., min_length=1, max_length=200, examples=["myNYPD"],
+        json_schema_extra={"pattern": r"[^#\s]"},  # something besides '#' and blanks
+    )  # fmt: skip
     backlash_share: float = Field(0.3, gt=0, le=1, description="Threshold share (0-1].")
     window: str | int = Field(
-        "30m", description="Rolling window: `30m`, `2h`, `1d`, `90s` or seconds."
+        "30m",
+        description="Rolling window: `30m`, `2h`, `1d`, `90s` or seconds (above zero).",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+                {"type": "integer", "minimum": 1},
+            ]
+        },
     )
     min_posts: int = Field(20, ge=1, description="Scored posts the window needs to fire.")
     webhook: str = Field(
-        ..., max_length=2000, description="http(s) URL; Slack-compatible JSON is POSTed there."
+        ...,
+        min_length=1,
+        max_length=2000,
+        description="http(s) URL; Slack-compatible JSON is POSTed there.",
+        json_schema_extra=_HTTP_URL,
     )
 
     @field_validator("hashtag")
@@ -179,3 +226,29 @@ class AlertOut(BaseModel):
 
 class AlertList(BaseModel):
     items: list[AlertOut]
+
+
+class LabelsIn(BaseModel):
+    """A person's labels of a post; any subset of the keys (`null` removes that label)."""
+
+    # At least one label: an empty body is refused, and the schema says so.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    scenes: list[str] | None = Field(
+        None, max_length=50, description="Every scene the photo shows; [] for none of them.",
+        examples=[["restraint"]],
+    )
+    verdict: VerdictName | None = Field(None, examples=["backlash"])
+    ironic: bool | None = Field(None, description="Is the caption ironic?")
+
+
+class LabelValue(BaseModel):
+    value: Any
+    by: str = Field(description="The API key id that gave the label.")
+    at: str
+
+
+class LabelsOut(BaseModel):
+    post: str
+    post_id: str
+    labels: dict[str, LabelValue]

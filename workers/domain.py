@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from workers.errors import UsageError
@@ -62,6 +62,31 @@ class Stance:
                    str(d.get("target") or "police"))
 
 
+#: What a person can label a post with (CSV/JSONL columns, `PUT /v1/posts/{id}/labels` keys).
+LABEL_KEYS = ("scenes", "verdict", "ironic")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A person's labels of one post. None: not labelled. `scenes` is the complete set of scenes
+    the photo shows (empty: none of them), so every other scene is labelled absent."""
+
+    scenes: frozenset[str] | None = None
+    verdict: VerdictLabel | None = None
+    ironic: bool | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.scenes is None and self.verdict is None and self.ironic is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenes": sorted(self.scenes) if self.scenes is not None else None,
+            "verdict": self.verdict,
+            "ironic": self.ironic,
+        }
+
+
 @dataclass(frozen=True)
 class CaptionScores:
     """What the caption scorer says. `sarcasm` in [0, 1]; `sentiment` VADER compound in [-1, 1];
@@ -88,6 +113,9 @@ class Verdict:
     reasons: tuple[str, ...]
     #: Intermediate scores the policy computed (force, incongruity...), for reports and debugging.
     signals: dict[str, float] = field(default_factory=dict)
+    #: Weak or conflicting evidence: a person should check this post (and label it).
+    review: bool = False
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,9 @@ class ResultRow:
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
     signals: dict[str, float] | None = None
+    #: ok rows: whether a person should check the verdict, and why.
+    review: bool | None = None
+    review_reason: str | None = None
     scenes: dict[str, float] | None = None
     #: `CaptionScores.as_dict()`: sarcasm, sentiment, cues, model.
     caption: dict[str, Any] | None = None
@@ -150,6 +181,8 @@ class ResultRow:
                 confidence=self.confidence,
                 reasons=list(self.reasons),
                 signals=self.signals,
+                review=bool(self.review),
+                review_reason=self.review_reason,
             )
         if self.scenes is not None:
             row["scenes"] = self.scenes
@@ -182,6 +215,8 @@ class ResultRow:
             confidence=float(confidence) if confidence not in (None, "") else None,
             reasons=tuple(rec.get("reasons") or ()),
             signals=rec.get("signals"),
+            review=_flag(rec.get("review")),
+            review_reason=rec.get("review_reason") or None,
             scenes=rec.get("scenes"),
             caption=rec.get("caption"),
             error=rec.get("error"),
@@ -234,6 +269,8 @@ class PostResult:
             confidence=round(v.confidence, 4) if v is not None else None,
             reasons=v.reasons if v is not None else (),
             signals=_rounded(v.signals) if v is not None else None,
+            review=v.review if v is not None else None,
+            review_reason=v.review_reason if v is not None else None,
             scenes=_rounded(self.scenes),
             caption=self.caption.as_dict() if self.caption is not None else None,
             error=self.error,
@@ -242,6 +279,15 @@ class PostResult:
 
     def as_record(self) -> dict[str, Any]:
         return self.row().as_record()
+
+
+def _flag(value: Any) -> bool | None:
+    """A review flag as JSON or a CSV cell wrote it."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def _rounded(scores: dict[str, float] | None) -> dict[str, float] | None:
@@ -259,7 +305,7 @@ def hashtag_key(tag: str | None) -> str:
     return (clean_hashtag(tag) or "").lower()
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -294,6 +340,45 @@ def parse_time(value: Any) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+#: RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): a date, `T`, a time with
+#: seconds, and an offset or `Z`. Letters in either case, as the RFC allows; no leap second.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$",
+    re.ASCII,
+)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 date-time -> aware datetime; ValueError (saying what is expected) if `value`
+    is not one, so an API field documented as `date-time` accepts exactly that."""
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError("must be an RFC 3339 date-time such as 2014-04-22T17:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zulu, sign, off_h, off_m = m.groups()[6:]
+    bad_offset = not zulu and (int(off_h) > 23 or int(off_m) > 59)
+    if hour > 23 or minute > 59 or second > 59 or bad_offset:
+        raise ValueError("has an hour, minute, second or offset out of range")
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    offset = timedelta(0) if zulu else timedelta(hours=int(off_h), minutes=int(off_m))
+    if sign == "-":
+        offset = -offset
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, timezone(offset))
+    except ValueError as e:  # day 31 of April, year 0, ...
+        raise ValueError(f"is not a calendar date-time ({e})") from None
+
+
+def clamp_utc(dt: datetime) -> datetime:
+    """`dt` in UTC; the first or last representable instant when the offset carries it past
+    year 1 or 9999 (valid RFC 3339, e.g. 9999-12-31T23:59:59-23:59, yet no Python datetime)."""
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if dt.year > 1 else datetime.min.replace(tzinfo=UTC)
 
 
 def iso_utc(dt: datetime | None) -> str | None:

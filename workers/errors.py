@@ -76,6 +76,13 @@ class ImageTooLarge(MediaError):
     code = "image-too-large"
 
 
+class ImageTooElongated(MediaError):
+    """A strip (1×65,000 px and the like), not a photo: the model's resize to its input size
+    on the short side would blow it up to millions of pixels."""
+
+    code = "image-too-elongated"
+
+
 class CorruptImage(MediaError):
     code = "image-corrupt"
 
@@ -140,6 +147,18 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
+class TooManyDownloads(RateLimited):
+    """This key already has its share of `image_url` downloads in flight."""
+
+    code = "too-many-downloads"
+
+
+class TooManyAuthFailures(RateLimited):
+    """This client address sent too many refused keys this minute."""
+
+    code = "too-many-auth-failures"
+
+
 class RequestTooLarge(ApiError):
     code = "request-too-large"
     http_status = 413
@@ -164,5 +183,33 @@ class Unavailable(ApiError):
     http_status = 503
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- live sources (`backfire watch`) -------------------------------------------------------------
+class SourceError(BackfireError):
+    """A platform refused the watcher's request (bad token, unknown instance or query): asking
+    again cannot help, so the watch stops with this message."""
+
+    code = "source-refused"
+
+
+class SourceUnavailable(SourceError):
+    """The platform did not answer usefully after every retry (5xx, 429, network): this poll is
+    given up and the next one tries again from the same cursor."""
+
+    code = "source-unavailable"
+
+
+# --- storage -----------------------------------------------------------------------------------
+class StorageFull(BackfireError):
+    """The media disk (or the upload spool) has no room left: nothing was stored; the same
+    request can be sent again once space is freed (507 Insufficient Storage, with Retry-After)."""
+
+    code = "storage-full"
+    http_status = 507
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
         super().__init__(message)
         self.retry_after = retry_after

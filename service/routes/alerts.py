@@ -12,20 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from service.deps import Ctx, CurrentKey
-from service.schemas import AlertIn, AlertList, AlertOut, Problem
+from service.openapi import AUTH, problems
+from service.schemas import AlertIn, AlertList, AlertOut
 from workers.domain import format_duration
 from workers.errors import NotFound
 from workers.notify.rules import AlertRule, RuleStore, add_rule, remove_rule
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": desc}
-    for code, desc in {
-        401: "No or bad API key", 403: "Revoked API key", 404: "No such rule for this key",
-        422: "Invalid fields, or a webhook URL refused by the SSRF checks", 429: "Rate limit",
-    }.items()
-}  # fmt: skip
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=problems(*AUTH))
+_NO_RULE = problems(404, d404="No such rule for this API key")
 
 
 def _out(rule: AlertRule) -> dict[str, Any]:
@@ -47,7 +41,13 @@ def _out(rule: AlertRule) -> dict[str, Any]:
 
 
 @router.post(
-    "", status_code=201, response_model=AlertOut, responses=_ERRORS, summary="Add an alert rule"
+    "",
+    status_code=201,
+    response_model=AlertOut,
+    responses=problems(
+        400, 413, 422, d422="Invalid fields, or a webhook URL refused by the SSRF checks"
+    ),
+    summary="Add an alert rule",
 )
 def create_alert(body: AlertIn, ctx: Ctx, key: CurrentKey, response: Response) -> dict[str, Any]:
     """Watch a hashtag among this key's posts; POST the webhook once per threshold crossing."""
@@ -59,13 +59,13 @@ def create_alert(body: AlertIn, ctx: Ctx, key: CurrentKey, response: Response) -
     return _out(rule)
 
 
-@router.get("", response_model=AlertList, responses=_ERRORS, summary="This key's alert rules")
+@router.get("", response_model=AlertList, summary="This key's alert rules")
 def list_alerts(ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Every rule of this key, with its state (armed, crossings) and its last delivery."""
     return {"items": [_out(r) for r in RuleStore(ctx.db).load(owner=key.key_id)]}
 
 
-@router.get("/{rule_id}", response_model=AlertOut, responses=_ERRORS, summary="One alert rule")
+@router.get("/{rule_id}", response_model=AlertOut, responses=_NO_RULE, summary="One alert rule")
 def get_alert(rule_id: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     for rule in RuleStore(ctx.db).load(owner=key.key_id):
         if rule.id == rule_id:
@@ -73,7 +73,9 @@ def get_alert(rule_id: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     raise NotFound(f"No alert rule {rule_id!r} for this API key.")
 
 
-@router.delete("/{rule_id}", status_code=204, responses=_ERRORS, summary="Remove an alert rule")
+@router.delete(
+    "/{rule_id}", status_code=204, responses=_NO_RULE, summary="Remove an alert rule"
+)
 def delete_alert(rule_id: str, ctx: Ctx, key: CurrentKey) -> Response:
     if not remove_rule(ctx.settings, rule_id, owner=key.key_id, db=ctx.db):
         raise NotFound(f"No alert rule {rule_id!r} for this API key.")

@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from service.deps import Ctx, CurrentKey
-from service.schemas import HashtagSummary, Problem
+from service.openapi import AUTH, problems
+from service.schemas import HashtagSummary
 from workers.domain import clean_hashtag
 from workers.errors import NotFound
 from workers.report import render_report
@@ -17,7 +18,7 @@ from workers.report.render import CSP
 from workers.report.store_rows import store_rows
 from workers.store import posts as repo
 
-router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"])
+router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"], responses=problems(*AUTH))
 
 
 @router.get("/{tag}/summary", response_model=HashtagSummary, summary="Counts for one hashtag")
@@ -32,7 +33,7 @@ def hashtag_summary(tag: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     summary="The campaign report (one self-contained HTML page)",
     responses={
         200: {"content": {"text/html": {}}, "description": "The report page."},
-        404: {"model": Problem, "description": "No finished post of this key under the tag"},
+        **problems(404, d404="No finished post of this key under the tag"),
     },
 )
 def hashtag_report(tag: str, ctx: Ctx, key: CurrentKey) -> HTMLResponse:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -12,32 +10,24 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from service.deps import Ctx, CurrentKey
+from service.openapi import AUTH, problems
 from service.schemas import (
+    CURSOR_PATTERN,
+    DateTimeText,
     PostAccepted,
     PostFields,
     PostFromUrl,
     PostOut,
     PostPage,
-    Problem,
     Status,
     VerdictName,
 )
-from workers.domain import clean_hashtag
+from workers.domain import clamp_utc, clean_hashtag, parse_rfc3339
 from workers.errors import InvalidRequest, UnsupportedMediaType
-from workers.net.fetch import fetch_url
 from workers.store import posts as repo
 from workers.store.views import post_resource
 
-router = APIRouter(prefix="/v1/posts", tags=["posts"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": desc}
-    for code, desc in {
-        401: "No or bad API key", 403: "Revoked API key", 413: "Body over the cap",
-        415: "Not an accepted image format", 422: "Undecodable image or invalid fields",
-        429: "Rate limit", 503: "Database unavailable",
-    }.items()
-}  # fmt: skip
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=problems(*AUTH))
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -47,6 +37,7 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["image"],
+                    "additionalProperties": False,  # other fields are refused (422)
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         **PostFields.model_json_schema()["properties"],
@@ -92,7 +83,7 @@ async def _read_json(request: Request) -> PostFromUrl:
     "",
     status_code=202,
     response_model=PostAccepted,
-    responses=_ERRORS,
+    responses=problems(400, 413, 415, 422, 507),
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a post (photo + caption) for scoring",
 )
@@ -123,14 +114,18 @@ async def create_post(
         caption=meta.caption, hashtag=meta.hashtag, created_at=meta.created_at,
         author=meta.author, image_url=image_url, callback_url=meta.callback_url,
     )  # fmt: skip
-    # Everything after the body is read happens in one worker-thread hop (each hop costs a
-    # context switch and a wake-up of the event loop): the one ingest path of the queue side.
-    def download() -> bytes:  # only for a new post: a re-sent one never downloads again
+    if data is None:
         assert image_url is not None  # no upload, so the JSON body named the image
-        return fetch_url(image_url, ctx.fetch_policy).data
-
-    media = data if data is not None else download
-    row, created = await run_in_threadpool(ctx.ingest.accept, new, media)
+        # A re-sent post never downloads again. The download runs on its own pool, never in
+        # the worker threads every other request needs (service/downloads.py).
+        if new.post_id or new.idempotency_key:
+            existing = await run_in_threadpool(repo.find_existing, ctx.db, new)
+            if existing is not None:
+                return _accepted(existing, duplicate=True)
+        data = await ctx.downloads.fetch(key.key_id, image_url)
+    # Everything after the bytes are in hand happens in one worker-thread hop (each hop costs
+    # a context switch and a wake-up of the event loop): the one ingest path of the queue side.
+    row, created = await run_in_threadpool(ctx.ingest.accept, new, data)
     return _accepted(row, duplicate=not created)
 
 
@@ -144,46 +139,50 @@ def _accepted(row: Any, duplicate: bool) -> PostAccepted:
     )
 
 
-@router.get("/{id}", response_model=PostOut, responses=_ERRORS, summary="A post and its verdict")
+@router.get(
+    "/{id}",
+    response_model=PostOut,
+    responses=problems(404, d404="No such post for this API key"),
+    summary="A post and its verdict",
+)
 def get_post(id: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Status (queued, running, done, failed, quarantined) and, when done, the verdict."""
     return post_resource(repo.get_post(ctx.db, key.key_id, id))
 
 
 def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+    # A form a pattern can describe (CURSOR_PATTERN): the OpenAPI document then refuses what
+    # the API refuses, and every cursor that matches it is one the API can page from.
+    return f"p{seq}"
 
 
 def _seq(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("s"):
-            return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidRequest("The cursor is not one this API returned.")
+    return int(cursor[1:]) if cursor else 0
 
 
-@router.get("", response_model=PostPage, responses=_ERRORS, summary="List posts, oldest first")
+@router.get("", response_model=PostPage, summary="List posts, oldest first")
 def list_posts(
     ctx: Ctx,
     key: CurrentKey,
     hashtag: Annotated[str | None, Query(max_length=200)] = None,
     verdict: Annotated[VerdictName | None, Query()] = None,
     status: Annotated[Status | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Posts published at/after.")] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    since: Annotated[
+        DateTimeText | None, Query(description="Posts published at/after (RFC 3339).")
+    ] = None,
+    review: Annotated[
+        bool | None, Query(description="Only verdicts flagged (true) or not (false) for review.")
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(description="`next_cursor` of the previous page.", pattern=CURSOR_PATTERN),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    if since is not None and since.tzinfo is None:
-        from datetime import UTC
-
-        since = since.replace(tzinfo=UTC)
     views = repo.list_posts(
         ctx.db, key.key_id, hashtag=clean_hashtag(hashtag), verdict=verdict,
-        status=status, since=since, after_seq=_seq(cursor), limit=limit + 1,
+        status=status, since=clamp_utc(parse_rfc3339(since)) if since else None, review=review,
+        after_seq=_seq(cursor), limit=limit + 1,
     )  # fmt: skip
     more = len(views) > limit
     views = views[:limit]

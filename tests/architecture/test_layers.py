@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 #: sharing a layer are independent of each other.
 LAYERS: list[set[str]] = [
     {"workers.cli"},
-    {"service"},
+    {"service", "workers.live"},
     {"workers.queue"},
     {"workers.notify"},
+    {"workers.evaluation"},
     {"workers.scoring", "workers.report"},
     {"workers.store", "workers.scenes", "workers.caption", "workers.sources"},
     {"workers.media"},

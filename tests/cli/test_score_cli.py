@@ -163,3 +163,25 @@ def test_scenes_list_shows_labels_and_prompts(run_cli):
 def test_score_help_has_an_example(run_cli):
     res = run_cli("score", "--help")
     assert res.returncode == 0 and "backfire score examples/myNYPD" in res.stdout
+
+
+def test_score_cli_int8_changes_the_pipeline_version_and_refuses_a_bad_value(run_cli, tmp_path):
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(image_bytes(RED, size=(320, 240)))
+    (folder / "a.txt").write_text("Lovely day at the parade")
+    res32 = run_cli("score", str(folder), "--hashtag", "x", "--out", "f32.jsonl")
+    res8 = run_cli("score", str(folder), "--hashtag", "x", "--out", "i8.jsonl",
+                   "--image-precision", "int8")  # fmt: skip
+    assert res32.returncode == 0 and res8.returncode == 0, res8.stderr
+    [r32] = [json.loads(x) for x in (tmp_path / "f32.jsonl").read_text().splitlines()]
+    [r8] = [json.loads(x) for x in (tmp_path / "i8.jsonl").read_text().splitlines()]
+    assert r8["status"] == r32["status"] == "ok"
+    assert r8["pipeline_version"] != r32["pipeline_version"]  # never mixed in a store
+    assert set(r8["scenes"]) == set(r32["scenes"])
+    for name, p in r32["scenes"].items():
+        assert abs(r8["scenes"][name] - p) < 0.05, name
+
+    bad = run_cli("score", str(folder), "--hashtag", "x", "--image-precision", "fp16")
+    assert bad.returncode == 2
+    assert "Unknown image precision 'fp16'" in bad.stderr and "Traceback" not in bad.stderr

@@ -16,7 +16,9 @@ from workers.store.models import SceneCacheRow, VerdictRow
 
 
 def test_upload_to_verdict(backend, tiny_settings, worker_factory):
-    settings = queue_settings_for(tiny_settings, backend)
+    settings = queue_settings_for(tiny_settings, backend).model_copy(
+        update={"metrics_token": "e2e-metrics-token"}
+    )
     from service.app import create_app
 
     with TestClient(create_app(settings)) as client:
@@ -61,7 +63,9 @@ def test_upload_to_verdict(backend, tiny_settings, worker_factory):
         assert summary["posts"] == 3 and sum(summary["by_verdict"].values()) == 3
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] >= 1
-        m = client.get("/metrics").text
+        m = client.get(
+            "/metrics", headers={"Authorization": "Bearer e2e-metrics-token"}
+        ).text
         assert 'backfire_posts{status="done"} 3.0' in m
         assert "backfire_scoring_seconds_count 3.0" in m
         t = time.monotonic()

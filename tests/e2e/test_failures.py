@@ -143,8 +143,9 @@ def test_redis_outage_loses_no_accepted_post(qsettings, worker_factory):
         redis.stop()
 
 
-def _truncated_jpeg() -> bytes:
-    # Noise so the scan data is long: the header parses (accepted at upload), the pixels do not.
+def _truncated_bmp() -> bytes:
+    # The upload check reads JPEG and PNG pixels (422 when damaged) but only the header of other
+    # formats: a truncated BMP is accepted, and its post fails in the worker.
     import io
 
     import numpy as np
@@ -152,7 +153,7 @@ def _truncated_jpeg() -> bytes:
 
     buf = io.BytesIO()
     noise = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype("uint8")
-    Image.fromarray(noise).save(buf, "JPEG")
+    Image.fromarray(noise).save(buf, "BMP")
     return buf.getvalue()[: buf.tell() // 2]
 
 
@@ -166,7 +167,7 @@ def test_exceptions_in_the_task_fail_retry_or_quarantine(qsettings, worker_facto
         good = _upload(client, auth, 0)
         bug = _upload(client, auth, 1, caption="RAISE-ERROR every time")
         flaky = _upload(client, auth, 2, caption="RAISE-ONCE then fine")
-        files = {"image": ("t.jpg", _truncated_jpeg(), "image/jpeg")}
+        files = {"image": ("t.bmp", _truncated_bmp(), "image/bmp")}
         r = client.post("/v1/posts", files=files, data={"post_id": "trunc"}, headers=auth)
         assert r.status_code == 202, r.text
         truncated = r.json()["id"]

@@ -141,7 +141,10 @@ def server() -> Iterator[Server]:
 
 # 127.0.0.1 is allowed by name only: any redirect elsewhere private is still refused.
 POLICY = FetchPolicy(max_bytes=200_000, timeout_s=1.0, private_hosts=frozenset({"127.0.0.1"}))
-FAST = FetcherConfig(concurrency=8, per_host=4, retries=3, backoff_s=0.05, retry_after_max_s=5)
+# A post's whole download may take 2.5 s: the slow body gets two or three 1 s tries, never four.
+FAST = FetcherConfig(
+    concurrency=8, per_host=4, retries=3, backoff_s=0.05, retry_after_max_s=5, post_deadline_s=2.5
+)
 
 
 @pytest.fixture
@@ -193,15 +196,20 @@ def test_faulty_server_right_posts_succeed_rest_carry_the_right_error(
             assert row["error"]["type"] == code, row["error"]
             assert server.url(path) in row["error"]["message"]  # the row names the URL
     assert stats.ok == 3 and stats.failed == 6
-    # Retries: 500 twice then success; 429 once; the slow body retried to the limit (4 tries).
+    # Retries: 500 twice then success; 429 once. The slow body is retried only while the post's
+    # deadline lasts (it used to get all 4 tries, 4 x the per-try timeout): no try starts after
+    # the deadline, and the error names it.
     hits = server.faults.hits
     assert hits["/flaky/b.jpg?fail=2"] == 3
     assert hits["/limited/c.jpg?after=1"] == 2
-    assert hits["/slow"] == 4 and "gave up after 4 attempts" in by_id["slow"]["error"]["message"]
+    assert 2 <= hits["/slow"] <= 3, hits["/slow"]
+    assert "within the post's deadline of 2.5 s" in by_id["slow"]["error"]["message"]
+    slow = server.faults.times["/slow"]
+    assert slow[-1] - slow[0] < 2.5 + 0.5  # (server-side times: 0.5 s for the loopback trip)
     assert hits["/missing.jpg"] == 1 and hits["/huge"] == 1 and hits["/to-private"] == 1
     t = server.faults.times["/limited/c.jpg?after=1"]
     assert t[1] - t[0] >= 0.95  # Retry-After: 1 honoured, not just the 50 ms backoff
-    assert elapsed < 30  # nothing hangs: the slow body is cut at its deadline each time
+    assert elapsed < 30  # nothing hangs: the slow body is cut at its deadline
 
 
 @pytest.mark.timeout(60)
@@ -266,3 +274,18 @@ def test_parse_retry_after_seconds_and_http_date() -> None:
     now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
     assert parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", now=now) == pytest.approx(30.0)
     assert parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now=now) == 0.0
+
+
+@pytest.mark.timeout(60)
+def test_a_wait_past_the_posts_deadline_is_not_waited(server: Server) -> None:
+    """A 429 asking for 30 s (capped at 5 s) when 2.5 s is all the post has: no sleep that
+    cannot end in time, the server's answer in the error, and the deadline named."""
+    url = server.url("/limited/d.jpg?after=30")
+    started = time.monotonic()
+    with MediaFetcher(POLICY, FAST) as f, pytest.raises(FetchHTTPError) as caught:
+        f.get(url)
+    assert time.monotonic() - started < 2.5
+    assert server.faults.hits["/limited/d.jpg?after=30"] == 1
+    message = caught.value.message
+    assert "HTTP 429" in message and "within the post's deadline of 2.5 s" in message
+    assert caught.value.status == 429

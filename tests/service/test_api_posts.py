@@ -12,6 +12,7 @@ from workers.config import Settings
 from workers.store import open_database
 from workers.store import posts as repo
 from workers.store.blobs import BlobStore
+from workers.store.keys import create_key
 
 
 def upload(client: TestClient, auth: dict[str, str], colour=RED, headers=None, **fields):
@@ -66,7 +67,7 @@ def test_unsupported_and_hostile_images(client, auth):
     p = r.json()
     assert p["type"].endswith("/image-unsupported-format") and "PDF" in p["detail"]
 
-    # Header-level damage is caught at upload (pixel-level truncation fails the post later).
+    # Header-level damage is caught at upload (pixel-level damage too: test_api_bad_images).
     damaged = b"\xff\xd8\xff" + b"\0" * 100
     r = client.post("/v1/posts", headers=auth, files={"image": ("t.jpg", damaged, "image/jpeg")})
     assert r.status_code == 422, r.text
@@ -209,22 +210,27 @@ def test_paging_filters_and_summary(client, auth, api_settings):
     assert s["last_post_at"].startswith("2014-04-22T16:00")
 
 
-def test_health_metrics_and_openapi(client, auth):
-    assert client.get("/healthz").json() == {"status": "ok"}
-    upload(client, auth)
-    m = client.get("/metrics").text
-    assert 'backfire_posts{status="queued"} 1.0' in m
-    assert "backfire_queue_depth" in m and "backfire_http_requests_total" in m
-    assert 'route="/v1/posts"' in m
-    # No worker runs here: not ready, as a problem document.
-    r = client.get("/readyz")
-    assert r.status_code == 503 and r.json()["checks"]["database"] == "ok"
-    spec = client.get("/openapi.json").json()
-    body = spec["paths"]["/v1/posts"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "application/json"} <= set(body)
-    assert client.get("/docs").status_code == 200
-    r = client.get("/v1/nothing-here")
-    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem")
+def test_health_metrics_and_openapi(api_settings):
+    from service.app import create_app
+
+    settings = api_settings.model_copy(update={"metrics_token": "operator-token"})
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {create_key(open_database(settings), 'm')}"}
+        assert client.get("/healthz").json() == {"status": "ok"}
+        upload(client, auth)
+        m = client.get("/metrics", headers={"Authorization": "Bearer operator-token"}).text
+        assert 'backfire_posts{status="queued"} 1.0' in m
+        assert "backfire_queue_depth" in m and "backfire_http_requests_total" in m
+        assert 'route="/v1/posts"' in m
+        # No worker runs here: not ready, as a problem document.
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["database"] == "ok"
+        spec = client.get("/openapi.json").json()
+        body = spec["paths"]["/v1/posts"]["post"]["requestBody"]["content"]
+        assert {"multipart/form-data", "application/json"} <= set(body)
+        assert client.get("/docs").status_code == 200
+        r = client.get("/v1/nothing-here")
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem")
 
 
 def test_callback_url_is_vetted(client, auth, api_settings):

@@ -2,7 +2,9 @@
 posts whose caption starts with KILL-WORKER kill their worker process (like an image that
 crashes a native decoder); RAISE-ERROR raises a Python exception every time and RAISE-ONCE only
 on the first attempt (a marker file in BACKFIRE_TEST_MARK_DIR remembers it); and
-BACKFIRE_TEST_TASK_DELAY slows every scoring call so a test can kill the worker mid-task."""
+BACKFIRE_TEST_TASK_DELAY slows every scoring call so a test can kill the worker mid-task;
+BACKFIRE_TEST_LOAD_DELAY slows each process's model load (a worker that answers pings while no
+process holds a model yet)."""
 
 from __future__ import annotations
 
@@ -33,4 +35,13 @@ def _score_items_with_hooks(self, items):  # type: ignore[no-untyped-def]
 
 
 _pipeline.Pipeline.score_items = _score_items_with_hooks
+_from_settings = _pipeline.Pipeline.from_settings.__func__  # type: ignore[attr-defined]
+
+
+def _from_settings_slowly(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+    time.sleep(float(os.environ.get("BACKFIRE_TEST_LOAD_DELAY", "0")))
+    return _from_settings(cls, *args, **kwargs)
+
+
+_pipeline.Pipeline.from_settings = classmethod(_from_settings_slowly)  # type: ignore[assignment]
 __all__ = ["app"]

@@ -100,3 +100,101 @@ class ScriptedCaptionScorer:
                                      cues=tuple(find_cues(t)), model=self.model_id,
                                      stance=Stance(crit, sup, neu)))
         return out
+
+
+class LatentSceneEncoder:
+    """Image embeddings that depend on a known label plus noise, for evaluation tests.
+
+    A picture's colour and width carry its labels and a noise seed (see `latent_image`): red is
+    a bitmask of the prompt set's scenes, green one of the `hidden` scenes (which no prompt can
+    express: their axes are reached by no text), blue and the width a seed. The embedding is
+    `other_axis · 0.5 + Σ strength · axis(scene) + noise`, normalised; each positive prompt of a
+    scene encodes to that scene's axis and every other text to `other_axis`, so zero-shot margins
+    rank the known scenes well and the hidden ones not at all.
+    """
+
+    logit_scale = 10.0
+    image_size = 224
+
+    def __init__(
+        self, prompts: PromptSet, hidden: tuple[str, ...] = ("kettling",), *,
+        strength: float = 0.55, noise: float = 0.22, noise_dims: int = 8,
+        model_id: str = "fake-latent-encoder",
+    ) -> None:  # fmt: skip
+        self.model_id = model_id
+        self.names = prompts.names
+        self.hidden = hidden
+        self.other = len(self.names) + len(hidden)
+        self.dim = self.other + 1 + noise_dims
+        self.strength, self.noise = strength, noise
+        self.prompt_axis: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            for text in prompts.positive_texts(name):
+                self.prompt_axis.setdefault(text, i)
+        self.images_encoded = 0
+
+    def prepare(self, image: Image.Image) -> tuple[int, int, int]:
+        r, g, b = image.convert("RGB").getpixel((0, 0))
+        return int(r), int(g), int(b) + 256 * (image.size[0] - 16)
+
+    def encode_images(self, prepared: list[tuple[int, int, int]]) -> np.ndarray:
+        rows = []
+        for known, hidden, seed in prepared:
+            rng = np.random.default_rng(seed + 7919 * known + 104729 * hidden)
+            v = rng.normal(0.0, self.noise, self.dim)
+            v[self.other] += 0.5
+            for i in range(len(self.names)):
+                if known >> i & 1:
+                    v[i] += self.strength
+            for k in range(len(self.hidden)):
+                if hidden >> k & 1:
+                    v[len(self.names) + k] += self.strength
+            rows.append(v / np.linalg.norm(v))
+        self.images_encoded += len(rows)
+        return np.stack(rows).astype(np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, t in enumerate(texts):
+            out[row, self.prompt_axis.get(t, self.other)] = 1.0
+        return out
+
+
+def latent_image(
+    names: list[str], present: set[str], seed: int, hidden: tuple[str, ...] = ("kettling",)
+) -> bytes:
+    """PNG bytes `LatentSceneEncoder` reads back as (scenes present, seed)."""
+    import io
+
+    known = sum(1 << i for i, n in enumerate(names) if n in present)
+    secret = sum(1 << k for k, n in enumerate(hidden) if n in present)
+    img = Image.new("RGB", (16 + seed // 256, 16), (known, secret, seed % 256))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_labelled(
+    folder: Path, names: list[str], n: int, seed: int, *, rate: float = 0.3,
+    scenes: tuple[str, ...] | None = None, hidden: tuple[str, ...] = ("kettling",),
+    extra_columns: bool = False,
+) -> Path:  # fmt: skip
+    """A labelled CSV of `n` posts over `scenes` (default: all known and hidden ones), each
+    present with probability `rate`; images written beside it. Seeds start at `seed`."""
+    import csv
+    import random
+
+    rnd = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    pool = list(scenes if scenes is not None else (*names, *hidden))
+    path = folder / "labelled.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["post_id", "image", "caption", "scenes"])
+        for i in range(n):
+            present = {s for s in pool if rnd.random() < rate}
+            img = folder / f"img{seed + i}.png"
+            img.write_bytes(latent_image(names, present, seed + i, hidden))
+            w.writerow([f"p{seed + i}", img.name, f"caption {i}",
+                        ";".join(sorted(present)) or "none"])
+    return path

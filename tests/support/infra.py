@@ -193,12 +193,21 @@ class Worker:
 
 
 class Api:
-    """`uvicorn service.app:app` as a subprocess (where real HTTP matters)."""
+    """`uvicorn service.app:app` as a subprocess (where real HTTP matters). `env`: more
+    variables (BACKFIRE_* settings env_for does not carry); `wrap`: a command the server is run
+    under (e.g. `unshare` with a small filesystem mounted first)."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
-        self.env = env_for(settings)
+        self.env = env_for(settings, **(env or {}))
         self.log = log
+        self.wrap = wrap or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -210,8 +219,8 @@ class Api:
 
         self._log = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
+            [*self.wrap, sys.executable, "-m", "uvicorn", "service.app:app", "--host",
+             "127.0.0.1", "--port", str(self.port), "--no-access-log"],
             cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

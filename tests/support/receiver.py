@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,6 +15,8 @@ class Receiver:
         self.statuses = list(statuses or [])
         self.bodies: list[dict] = []
         self.hits = 0
+        #: time.time() when each accepted body arrived.
+        self.times: list[float] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +28,7 @@ class Receiver:
                 if status == 200:
                     assert self.headers["Content-Type"] == "application/json"
                     outer.bodies.append(json.loads(raw))
+                    outer.times.append(time.time())
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

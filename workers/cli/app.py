@@ -9,7 +9,17 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from workers.cli import alert, caption, explain, model, report, score, service
+from workers.cli import (
+    alert,
+    caption,
+    evaluate,
+    explain,
+    model,
+    report,
+    score,
+    service,
+    watch,
+)
 from workers.cli.common import fail
 from workers.errors import BackfireError
 
@@ -33,6 +43,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(score.score)
+app.command("eval")(evaluate.eval_command)
+app.command("calibrate")(evaluate.calibrate_command)
+model.scenes_app.command("fit")(evaluate.fit_command)
 app.add_typer(model.model_app, name="model")
 app.add_typer(model.scenes_app, name="scenes")
 app.command("serve")(service.serve)
@@ -44,6 +57,8 @@ app.command("report")(report.report)
 app.add_typer(alert.app, name="alert")
 app.add_typer(caption.app, name="caption")
 app.command("explain")(explain.explain)
+app.command("watch")(watch.watch)
+app.command("replay")(watch.replay)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from workers.cli.common import (
     EXIT_POSTS_FAILED,
     BatchSize,
     Checkpoint,
+    ImagePrecision,
     ModelConfig,
     ModelName,
     Pretrained,
@@ -87,6 +88,7 @@ def score(
     allow_private_network: Annotated[bool, allow_private("image URLs")] = False,
     batch_size: BatchSize = None,
     checkpoint: Checkpoint = None,
+    image_precision: ImagePrecision = None,
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
@@ -119,7 +121,7 @@ def score(
         batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
         pretrained=pretrained, model_config_file=model_config, threads=threads,
         allow_private_network=allow_private_network or None, offline=offline or None,
-        media_cache_dir=media_cache,
+        media_cache_dir=media_cache, image_precision=image_precision,
     )  # fmt: skip
     job = ScoreJob(
         path, out, hashtag, fmt, out_format, resume, progress=progress and sys.stderr.isatty()
@@ -290,7 +292,7 @@ def score_via_queue(
     policy = FetchPolicy.from_settings(settings)
     ingest = Ingest(
         db, BlobStore(settings.resolved_media_dir), Publisher(create_app(settings), db, 0.0),
-        policy, DecodeLimits(max_pixels=settings.max_image_pixels),
+        policy, DecodeLimits.from_settings(settings),
     )  # fmt: skip
     rows: list[ResultRow] = []
     seqs: list[int] = []

@@ -46,6 +46,9 @@ def worker(
 ) -> None:
     """Run a Celery worker: loads the model once per process and scores queued posts.
 
+    Exits with 78 (EX_CONFIG) if a process cannot load the model (a truncated checkpoint,
+    a wrong model name): it stops consuming, and the messages it held go back to the queue.
+
     Example: backfire worker --concurrency 2 --reconcile-every 30s
     """
     every = parse_duration(reconcile_every, "period") if reconcile_every is not None else None
@@ -54,11 +57,20 @@ def worker(
     from workers.queue.app import create_app
 
     tasks.configure(settings)  # the children are forked from this process: they inherit it
+    from workers.queue import readiness
+
     app = create_app(settings)
-    app.worker_main(
-        ["worker", "--pool", "prefork", "--concurrency", str(settings.worker_concurrency),
-         "-Q", settings.queue_name, "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
-    )  # fmt: skip
+    code: object = 0
+    try:
+        app.worker_main(
+            ["worker", "--pool", "prefork", "--concurrency", str(settings.worker_concurrency),
+             "-Q", settings.queue_name, "--loglevel", loglevel, "--without-gossip",
+             "--without-mingle"]
+        )  # fmt: skip
+    except SystemExit as e:
+        code = e.code
+    rd = readiness.current()
+    raise SystemExit(rd.exit_code(code) if rd is not None else code)
 
 
 def reconcile(

@@ -5,6 +5,9 @@
 * a per-host limit, because one export usually points at one or two CDNs;
 * retries with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections,
   honouring `Retry-After` (seconds or an HTTP date);
+* one deadline for a post's whole download (`post_deadline_s`, retries and waits included): a
+  server that drips a byte a second held a post for 4 tries x 20 s = 83 s; now each try gets
+  what is left of the deadline, no wait runs past it, and the error says so;
 * a cache keyed by URL whose entries point at content-addressed blobs (sha256), written
   atomically (temp file + rename), so a run killed at any instant and resumed re-downloads
   nothing it already has, and identical bytes behind different URLs are stored once;
@@ -16,6 +19,7 @@ Decoding stays elsewhere (the runner's loader threads): these threads only wait 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -58,6 +62,9 @@ class FetcherConfig:
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 60.0
+    #: A post's whole download, every try and wait included (each try is also bounded by the
+    #: policy's own per-try timeout).
+    post_deadline_s: float = 15.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetcherConfig:
@@ -67,6 +74,7 @@ class FetcherConfig:
             retries=settings.fetch_retries,
             backoff_s=settings.fetch_backoff_s,
             retry_after_max_s=settings.fetch_retry_after_max_s,
+            post_deadline_s=settings.fetch_post_deadline_s,
         )
 
 
@@ -252,21 +260,51 @@ class MediaFetcher:
         cfg = self.config
         slot = self._host_slot(url)
         attempt = 0
+        deadline: float | None = None
+        last: FetchError | None = None
         while True:
-            try:
-                with slot:  # the wait below happens outside the slot: others may use the host
-                    got = self._fetch(url, self.policy)
+            with slot:  # the wait below happens outside the slot: others may use the host
+                # The clock starts with the first request (not while queued for the host).
+                if deadline is None:
+                    deadline = time.monotonic() + cfg.post_deadline_s
+                left = deadline - time.monotonic()
+                if left <= 0:  # waiting for the host's slot took the rest of the time
+                    raise self._out_of_time(url, attempt, last)
+                # Each try gets its own timeout, or what is left of the post's deadline.
+                policy = self.policy
+                if left < policy.timeout_s:
+                    policy = dataclasses.replace(policy, timeout_s=left)
+                try:
+                    got = self._fetch(url, policy)
+                except FetchError as e:
+                    last = e
+                else:
+                    last = None
+            if last is None:
                 _check_type(url, got)
                 self.stats.add(downloaded=1, bytes=len(got.data))
                 return got.data
-            except FetchError as e:
-                if attempt >= cfg.retries or not _retryable(e):
-                    if attempt:
-                        raise _with_attempts(e, attempt + 1) from e
-                    raise
-                attempt += 1
-                self.stats.add(retries=1)
-                self._sleep(self._delay(e, attempt))
+            if attempt >= cfg.retries or not _retryable(last):
+                if attempt:
+                    raise _with_attempts(last, attempt + 1) from last
+                raise last
+            delay = self._delay(last, attempt + 1)
+            if time.monotonic() + delay >= deadline:
+                # Another try could not start (or not get anywhere) before the deadline.
+                raise self._out_of_time(url, attempt + 1, last) from last
+            attempt += 1
+            self.stats.add(retries=1)
+            self._sleep(delay)
+
+    def _out_of_time(self, url: str, attempts: int, last: FetchError | None = None) -> FetchError:
+        limit = f"the post's deadline of {self.config.post_deadline_s:g} s"
+        plural = "s" * (attempts != 1)
+        if last is None or isinstance(last, FetchTimeout):
+            return FetchTimeout(
+                f"{url}: timed out: not downloaded within {limit} ({attempts} attempt{plural})"
+            )
+        # The server's own answer says more than "timed out" (a 503 asking for a long wait).
+        return _with_attempts(last, attempts, f"; no time left for another within {limit}")
 
     def _delay(self, exc: FetchError, attempt: int) -> float:
         cfg = self.config
@@ -287,8 +325,8 @@ def _check_type(url: str, got: Fetched) -> None:
         raise NotAnImage(f"{url}: refused: the server sent {ctype}, not an image")
 
 
-def _with_attempts(exc: FetchError, attempts: int) -> FetchError:
-    message = f"{exc.message} (gave up after {attempts} attempts)"
+def _with_attempts(exc: FetchError, attempts: int, why: str = "") -> FetchError:
+    message = f"{exc.message} (gave up after {attempts} attempts{why})"
     if isinstance(exc, FetchHTTPError):
         return FetchHTTPError(message, status=exc.status)
     return type(exc)(message)

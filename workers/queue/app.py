@@ -17,6 +17,9 @@ from workers.config import Settings, get_settings
 SCORE_TASK = "backfire.score_post"
 WEBHOOK_TASK = "backfire.deliver_webhook"
 ALERT_TASK = "backfire.deliver_alert"
+#: Remote-control command a worker's main process answers with how many of its pool children
+#: hold a loaded model (`workers.queue.readiness`); `/readyz` counts workers by it.
+READY_COMMAND = "backfire_ready"
 
 
 def create_app(settings: Settings) -> Celery:

@@ -2,25 +2,30 @@
 
 State (database, media store, pipeline) is built once per worker process, in that process: the
 model loads at `worker_process_init`, and nothing opened in the parent is used after fork. The
-settings are the ones `backfire worker` configured (`configure`), else the environment's.
+settings are the ones `backfire worker` configured (`configure`), else the environment's. A
+worker whose model does not load refuses work and stops (`workers.queue.readiness`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.worker.control import control_command
 
 from workers.config import Settings, get_settings
 from workers.domain import Post
 from workers.errors import MediaError
 from workers.notify.backoff import Ladder
-from workers.queue.app import ALERT_TASK, SCORE_TASK, WEBHOOK_TASK
+from workers.queue import readiness
+from workers.queue.app import ALERT_TASK, READY_COMMAND, SCORE_TASK, WEBHOOK_TASK
 from workers.store import Database, open_database
 from workers.store import posts as repo
 from workers.store.blobs import BlobStore
@@ -86,6 +91,7 @@ def _import_engine(**_: Any) -> None:
     starts with the modules in place (shared copy-on-write) instead of spending seconds
     importing them. Only imports: no model is loaded and no torch thread is started here, so
     forking stays safe; each child loads its own model in `_init_child`."""
+    readiness.start()  # the pipe the children report their model load through
     import torch  # noqa: F401
 
     from workers.scenes.openclip import import_open_clip
@@ -106,7 +112,49 @@ def _init_child(**_: Any) -> None:
             _parent_db.read_engine.dispose(close=False)
     global _state
     _state = None
-    state().pipeline  # noqa: B018  load the model now, not in the first task
+    try:
+        state().pipeline  # noqa: B018  load the model now, not in the first task
+    except Exception as e:
+        # No model, no scoring: a child that carried on would take messages it cannot score.
+        log.critical("the scoring model could not be loaded: %s: %s", type(e).__name__, e,
+                     exc_info=True)  # fmt: skip
+        rd = readiness.current()
+        if rd is not None:
+            rd.report(False, f"{type(e).__name__}: {e}")
+        os._exit(readiness.EX_CONFIG)
+    rd = readiness.current()
+    if rd is not None:
+        rd.report(True)
+
+
+@control_command(name=READY_COMMAND)
+def _ready_command(panel: Any, **_: Any) -> dict[str, Any]:
+    """Answered by the main worker process (`/readyz`): live pool children holding a model."""
+    rd = readiness.current()
+    try:
+        live = list(panel.consumer.pool.info.get("processes", []))
+    except Exception:  # a pool without the list (solo, threads): count what was reported
+        live = None
+    loaded = rd.models_loaded(live) if rd is not None else (1 if _state_loaded() else 0)
+    return {"models_loaded": loaded, "model_failed": rd is not None and rd.failure is not None}
+
+
+def _state_loaded() -> bool:
+    return _state is not None and _state._pipeline is not None
+
+
+def _pipeline_or_refuse(st: WorkerState) -> Pipeline:
+    """The pipeline; if it cannot be built (a pool that skipped `_init_child`: solo, threads),
+    the message goes back to the queue untouched and this worker stops, exit 78."""
+    try:
+        return st.pipeline
+    except Exception as e:
+        log.critical("the scoring model could not be loaded: %s: %s; this worker stops",
+                     type(e).__name__, e, exc_info=True)  # fmt: skip
+        from celery.worker import state as worker_state
+
+        worker_state.should_stop = readiness.EX_CONFIG
+        raise Reject(f"no model: {e}", requeue=True) from e
 
 
 class StoreSceneCache:
@@ -144,7 +192,7 @@ def score_post(self: Any, seq: int) -> str:
     is read once, by the claim; everything after works on that copy.
     """
     st = state()
-    pipeline = st.pipeline
+    pipeline = _pipeline_or_refuse(st)  # before the claim: a refused post keeps its attempts
     outcome, row = repo.claim_row(st.db, seq, pipeline.version, st.settings.max_attempts)
     if outcome != "run" or row is None:
         if outcome == "quarantined" and row is not None:

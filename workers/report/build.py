@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from workers.config import Settings, get_settings
-from workers.domain import ResultRow
+from workers.domain import ResultRow, parse_time
 from workers.errors import BackfireError
+from workers.media.decode import DecodeLimits
 from workers.net.guard import FetchPolicy
 from workers.report.data import ReportModel, build_model, image_key
 from workers.report.images import (
+    THUMB_SIDE,
     ImageLoader,
     hash_images,
     near_duplicate_clusters,
@@ -79,14 +81,16 @@ def build_report(
     scored_at: str | None = None,
     max_hashed: int = MAX_HASHED,
     top_n: int = TOP_N,
+    markers: Iterable[tuple[str | datetime, str]] = (),
 ) -> tuple[ReportModel, str]:
-    """The report model and its HTML. See `render_report`."""
+    """The report model and its HTML. See `render_report`. `markers`: (time, label) pairs
+    marked on the timeline chart (alert times)."""
     settings = settings or get_settings()
     rows = [ResultRow.of(r) for r in records]
     thresholds = scene_thresholds(settings)
     loader = ImageLoader(
         FetchPolicy.from_settings(settings), fetch=fetch_thumbnails, base_dir=base_dir,
-        max_pixels=settings.max_image_pixels, blobs=blobs,
+        limits=DecodeLimits.from_settings(settings, target_size=THUMB_SIDE), blobs=blobs,
     )  # fmt: skip
     hashes = hash_images(loader, _hash_candidates(rows, max_hashed))
     clusters = near_duplicate_clusters(hashes)
@@ -94,11 +98,15 @@ def build_report(
         rows, scene_thresholds=thresholds, clusters=clusters, top_n=top_n, title=title,
         scored_at=scored_at,
     )  # fmt: skip
+    for when, label in markers:
+        t = when if isinstance(when, datetime) else parse_time(when)
+        if t is not None:
+            model.markers.append((t, label))
 
     # A photo is sensitive wherever it appears if any post of it (or of a near-duplicate) is:
     # the same image must not show unblurred under a "supportive" caption.
     hot = {clusters.get(image_key(r), image_key(r)) for r in rows if _sensitive(r, thresholds)}
-    shown = [t.row for t in model.top_backlash + model.top_supportive]
+    shown = [t.row for t in model.to_review + model.top_backlash + model.top_supportive]
     shown += [c.rep for c in model.clusters]
     thumbs: dict[str, str | None] = {}
     sensitive: set[str] = set()

@@ -96,8 +96,14 @@ class ReportModel:
     scene_counts: list[tuple[str, str, int]]  # (scene, group, backlash posts showing it)
     top_backlash: list[TopPost]
     top_supportive: list[TopPost]
+    #: Verdicts flagged for a person to check (weak or conflicting evidence), most seen first.
+    to_review: list[TopPost]
+    review_total: int
     clusters: list[DupCluster]
     failures: list[FailureGroup]
+    #: Moments marked on the backlash-over-time chart: (time, label), e.g. when an alert of
+    #: `backfire watch` fired or `backfire replay` says it would have.
+    markers: list[tuple[datetime, str]] = field(default_factory=list)
 
     def share(self, verdict: str) -> float:
         return self.counts.get(verdict, 0) / self.ok if self.ok else 0.0
@@ -262,6 +268,8 @@ def build_model(
         scene_counts=scene_counts,
         top_backlash=top_posts(groups.values(), "backlash", top_n),
         top_supportive=top_posts(groups.values(), "supportive", top_n),
+        to_review=review_posts(groups.values(), top_n),
+        review_total=sum(1 for r in ok_rows if r.review),
         clusters=dup_clusters(groups.values(), top_n),
         failures=_failures(failed_rows),
     )
@@ -279,6 +287,21 @@ def top_posts(groups: Iterable[Group], verdict: str, n: int) -> list[TopPost]:
         reach = g.posts + sum(reposts_of(r) for r in g.rows)
         out.append(TopPost(best, (best.confidence or 0.0) * reach, reach, g.posts))
     out.sort(key=lambda t: (-t.score, t.row.post_id))
+    return out[:n]
+
+
+def review_posts(groups: Iterable[Group], n: int) -> list[TopPost]:
+    """One entry per image with a post flagged for review: its least confident flagged post,
+    ranked by reach (what most people see is checked first), then by lower confidence."""
+    out: list[TopPost] = []
+    for g in groups:
+        flagged = [r for r in g.rows if r.review]
+        if not flagged:
+            continue
+        row = min(flagged, key=lambda r: (r.confidence or 0.0, r.post_id))
+        reach = g.posts + sum(reposts_of(r) for r in g.rows)
+        out.append(TopPost(row, float(reach), reach, g.posts))
+    out.sort(key=lambda t: (-t.reach, t.row.confidence or 0.0, t.row.post_id))
     return out[:n]
 
 

@@ -39,7 +39,8 @@ class ImageLoader:
     policy: FetchPolicy
     fetch: bool = False
     base_dir: Path | None = None
-    max_pixels: int = 60_000_000
+    #: The decoder's bounds (pixels, sides, aspect ratio) at thumbnail size.
+    limits: DecodeLimits = DecodeLimits(target_size=THUMB_SIDE)
     #: The media store: a row's image is read from it by sha256 when it holds the bytes.
     blobs: BlobStore | None = None
     _cache: dict[str, Image.Image | None] = field(default_factory=dict)
@@ -64,7 +65,7 @@ class ImageLoader:
         if not is_url(ref) or self.fetch:
             try:
                 data = read_media(self._resolve(ref), self.policy)
-                img = decode_image(data, DecodeLimits(self.max_pixels, target_size=THUMB_SIDE))
+                img = decode_image(data, self.limits)
                 img.thumbnail((2 * THUMB_SIDE, 2 * THUMB_SIDE))
             except BackfireError:
                 img = None

@@ -60,6 +60,12 @@ def render(
         _header(m, generated_at),
         '<main id="main">',
         _headline(m),
+        _posts_section(
+            "to-review", f"Posts to review ({m.review_total:,})", m.to_review, thumbs,
+            sensitive, "Verdicts with weak or conflicting evidence (a scene near its "
+            "threshold, a force scene under a sincere-looking caption, low confidence), most "
+            "seen first: check these by hand, and label them for `backfire calibrate`.",
+        ),
         _timeline(m),
         _scenes(m),
         _posts_section(
@@ -181,7 +187,8 @@ def _timeline(m: ReportModel) -> str:
         '<span class="key bar" aria-hidden="true"></span> posts per '
         f"{m.bucket_unit} (right axis, bars); grey dots: fewer than {MIN_LINE_POSTS} posts."
         f"{undated}</p>"
-        f"{_time_svg(m.buckets, m.bucket_unit)}"
+        f"{_time_svg(m.buckets, m.bucket_unit, m.markers)}"
+        f"{_marker_text(m)}"
         "<details><summary>The numbers behind the chart</summary>"
         '<table class="data"><thead><tr><th scope="col">'
         f'{m.bucket_unit.capitalize()} starting</th><th scope="col">Posts</th>'
@@ -190,7 +197,18 @@ def _timeline(m: ReportModel) -> str:
     )
 
 
-def _time_svg(buckets: list[Bucket], unit: str) -> str:
+def _marker_text(m: ReportModel) -> str:
+    if not m.markers:
+        return ""
+    items = "".join(
+        f"<li>{e(label)}: {fmt_time(t)}</li>" for t, label in sorted(m.markers, key=lambda x: x[0])
+    )
+    return f'<ul class="markers">{items}</ul>'
+
+
+def _time_svg(
+    buckets: list[Bucket], unit: str, markers: list[tuple[datetime, str]] | None = None
+) -> str:
     w, h = 960, 280
     left, right, top, bottom = 48, 56, 12, 36
     pw, ph = w - left - right, h - top - bottom
@@ -248,6 +266,17 @@ def _time_svg(buckets: list[Bucket], unit: str) -> str:
             f'<text class="axis" x="{x:.1f}" y="{h - bottom + 18}" text-anchor="middle">'
             f"{lab}</text>"
         )
+    span = (buckets[-1].end - buckets[0].start).total_seconds() or 1.0
+    for t, label in markers or []:
+        frac = (t - buckets[0].start).total_seconds() / span
+        if 0 <= frac <= 1:
+            x = left + frac * pw
+            out.append(
+                f'<g class="marker"><title>{e(label)} at {fmt_time(t)}</title>'
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" stroke="#111" '
+                f'stroke-width="2" stroke-dasharray="6 4"/>'
+                f'<text class="axis" x="{x + 4:.1f}" y="{top + 12}">{e(label)}</text></g>'
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -316,7 +345,8 @@ def _post_card(t: TopPost, rank: int, thumbs: dict[str, str | None], sensitive: 
         f'<blockquote class="caption">{e(caption) or "<em>no caption</em>"}</blockquote>'
         f'<p class="by">{who} · {when} · <code>{e(r.post_id)}</code>{same}</p>'
         f'<ul class="reasons" aria-label="Reasons">{reasons}</ul>'
-        "</div></li>"
+        + (f'<p class="review">Review: {e(r.review_reason)}</p>' if r.review else "")
+        + "</div></li>"
     )
 
 

@@ -70,6 +70,7 @@ grid-template-columns:repeat(2,1fr);gap:12px}
 border-radius:10px;padding:0 8px}
 .caption{margin:4px 0;font-size:15px;overflow-wrap:anywhere}
 .by{font-size:12px;color:var(--mute)}
+.review{font-size:12px;color:var(--failed);margin:4px 0 0}
 .reasons{margin:4px 0 0;padding-left:18px;font-size:12px;color:var(--mute)}
 .thumb{position:relative;flex:0 0 120px;width:120px;height:120px;border-radius:6px;
 overflow:hidden;background:#e9ecf1;display:block}

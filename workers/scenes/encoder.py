@@ -15,7 +15,7 @@ import numpy as np
 from workers.errors import ConfigError, ModelError
 from workers.scenes.loading import build_from_checkpoint, release_file_pages
 from workers.scenes.preprocess import fast_preprocess
-from workers.scenes.weights import resolve_weights
+from workers.scenes.weights import Weights, resolve_weights
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -75,6 +75,12 @@ class ClipEncoder:
             raise
         except Exception as e:  # noqa: BLE001 - open_clip signals bad weights in many ways
             raise ModelError(f"Could not load weights {weights.path} into {model_name}: {e}") from e
+        if settings.image_precision not in ("float32", "int8"):  # a CLI value skips validation
+            raise ConfigError(
+                f"Unknown image precision {settings.image_precision!r}: use float32 or int8."
+            )
+        if settings.image_precision == "int8":
+            self._to_int8(model, model_name, weights, settings)
         self.model = model
         self._weights_path = weights.path
         self.preprocess = fast_preprocess(model.visual.preprocess_cfg, preprocess)
@@ -82,6 +88,18 @@ class ClipEncoder:
         self.logit_scale = float(model.logit_scale.exp().item())
         size = model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, tuple | list) else size)
+
+    def _to_int8(self, model: Any, model_name: str, weights: Weights, settings: Settings) -> None:
+        from workers.scenes.int8 import MODEL_ID_SUFFIX, make_int8
+
+        self.model_id = weights.model_id + MODEL_ID_SUFFIX
+        before = list(model.visual.parameters())
+        make_int8(model.visual, model_name, self.model_id, weights.sha256(settings),
+                  settings.cache_dir)  # fmt: skip
+        # The float weights the int8 layers replaced were read to quantise them (when the cache
+        # did not serve): give their pages back to the file rather than keep them resident.
+        kept = {id(p) for p in model.visual.parameters()}
+        release_file_pages([p for p in before if id(p) not in kept], weights.path)
 
     def prepare(self, image: Image.Image) -> Any:
         return self.preprocess(image)

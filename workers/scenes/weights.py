@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from workers.errors import ConfigError, WeightsMissing
-from workers.hashing import file_sha256
+from workers.hashing import memo_file_sha256
 
 if TYPE_CHECKING:
     from workers.config import Settings
@@ -26,6 +26,9 @@ class Weights:
     path: str
     #: The pretrained tag's config (mean/std/interpolation, quick_gelu); None for checkpoints.
     tag_cfg: dict[str, Any] | None
+
+    def sha256(self, settings: Settings) -> str:
+        return memo_file_sha256(Path(self.path), settings.cache_dir)
 
 
 def weights_help(settings: Settings) -> str:
@@ -48,7 +51,8 @@ def resolve_weights(model_name: str, settings: Settings) -> Weights:
         ckpt = Path(settings.checkpoint)
         if not ckpt.is_file():
             raise WeightsMissing(f"Checkpoint file not found: {ckpt}\n{weights_help(settings)}")
-        return Weights(f"{model_name}@sha256:{file_sha256(ckpt)[:16]}", str(ckpt), None)
+        digest = memo_file_sha256(ckpt, settings.cache_dir)
+        return Weights(f"{model_name}@sha256:{digest[:16]}", str(ckpt), None)
 
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if settings.pretrained not in tags:

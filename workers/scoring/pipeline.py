@@ -29,6 +29,7 @@ Scenes = dict[str, float]
 
 if TYPE_CHECKING:
     from workers.config import Settings
+    from workers.scenes.embeddings import Embedder, EmbeddingCache
     from workers.scenes.encoder import ImageTextEncoder
 
 
@@ -116,9 +117,7 @@ class Pipeline:
         self.caption_scorer = caption_scorer
         self.policy = VerdictPolicy(policy, prompts)
         self.version = pipeline_version(encoder.model_id, prompts, caption_scorer.model_id, policy)
-        self.limits = DecodeLimits(
-            max_pixels=settings.max_image_pixels, target_size=encoder.image_size
-        )
+        self.limits = DecodeLimits.from_settings(settings, target_size=encoder.image_size)
         #: What `score_items` remembers across calls (a worker sets the store's); None: each
         #: call dedups within itself only.
         self.scene_cache: SceneCache | None = None
@@ -145,6 +144,15 @@ class Pipeline:
         image = decode_image(data, self.limits)
         return Prepared(sha256_hex(data), self.encoder.prepare(image))
 
+    def embedder(self, cache: EmbeddingCache | None = None) -> Embedder:
+        """Image embeddings through this pipeline's decoder and encoder (evaluation and
+        calibration start from embeddings; `cache` keeps them on disk across runs)."""
+        from workers.scenes.embeddings import Embedder
+
+        return Embedder(
+            self.encoder, lambda data: self.prepare(data).tensor, self.settings.batch_size, cache
+        )
+
     def scene_probabilities(self, prepared: Sequence[Prepared]) -> list[dict[str, float]]:
         """Scene probabilities for a batch, encoded in chunks of `settings.batch_size`."""
         out: list[dict[str, float]] = []
@@ -166,7 +174,7 @@ class Pipeline:
                 PostResult(
                     post=post,
                     pipeline_version=self.version,
-                    verdict=self.policy.decide(sc, cap),
+                    verdict=self.policy.judge(sc, cap),
                     scenes=sc,
                     caption=cap,
                     media_sha256=sha,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from workers.domain import CaptionScores, Verdict
 from workers.errors import ConfigError
 from workers.scenes.prompts import PromptSet
+from workers.scoring.review import ReviewRules, review_reasons
 
 Weight = Field(ge=0.0, le=1.0)
 #: The policy file format this code reads (model_cards/verdict-policy.md).
@@ -77,6 +78,8 @@ class Policy(BaseModel):
     supportive: SupportiveWeights
     caption: CaptionRules
     thresholds: Thresholds
+    #: When a verdict is flagged for a person to check (workers/scoring/review.py).
+    review: ReviewRules = Field(default_factory=ReviewRules)
 
     @cached_property
     def hash(self) -> str:
@@ -310,6 +313,17 @@ class VerdictPolicy:
             if sup >= 0.2:
                 return [f"caption positive {caption.sentiment:.2f} (no stance model)"]
         return []
+
+    def judge(self, scenes: dict[str, float], caption: CaptionScores) -> Verdict:
+        """`decide`, with the review flag: whether a person should check the verdict."""
+        verdict = self.decide(scenes, caption)
+        groups = {n: (s.group, s.threshold) for n, s in self.prompts.scenes.items()}
+        why = review_reasons(
+            verdict, scenes, caption, self.sarcasm_evidence(caption), groups, self.policy.review
+        )
+        if not why:
+            return verdict
+        return replace(verdict, review=True, review_reason="; ".join(why))
 
     def _scene_reasons(self, scenes: dict[str, float], names: list[str]) -> list[str]:
         hits = [

@@ -12,7 +12,8 @@ from workers.errors import UsageError
 
 OUT_FORMATS = ("jsonl", "csv")
 _CSV_FIXED = [
-    "post_id", "status", "verdict", "confidence", "reasons", "hashtag", "created_at", "author",
+    "post_id", "status", "verdict", "confidence", "reasons", "review", "review_reason",
+    "hashtag", "created_at", "author",
     "image", "caption_text", "caption_sarcasm", "caption_sentiment", "caption_cues",
     "caption_stance", "caption_critical", "caption_supportive", "caption_neutral",
     "media_sha256", "pipeline_version", "error_type", "error_message",

@@ -207,3 +207,12 @@ def _build(
         alt_text=media[0][1] if media else None,
         extra=extra,
     )
+
+
+def page_records(page: dict[str, Any], hashtag: str | None, where: str) -> list[Record]:
+    """One `searchPosts` page (`{"posts": [PostView], "cursor"}`) -> its records, in page
+    order: the live poller's parse, the same as an export's."""
+    from workers.sources.reposts import page_records as flatten
+
+    posts = page.get("posts") if isinstance(page.get("posts"), list) else []
+    return flatten(_item(p, hashtag, f"{where}[{i}]") for i, p in enumerate(posts or []))

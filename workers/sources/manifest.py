@@ -39,6 +39,10 @@ def _post(row: Mapping[str, Any], base: Path, hashtag: str | None, where: str) -
     )
 
 
+#: One manifest row → a post (or the problem with it): also what labelled files are read with.
+post_from_row = _post
+
+
 def read_csv(path: Path, hashtag: str | None) -> Iterator[Record]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)

@@ -133,3 +133,12 @@ def html_to_text(content: str) -> str:
     parser.feed(content)
     parser.close()
     return "".join(parser.parts).strip()
+
+
+def page_records(statuses: list[Any], hashtag: str | None, where: str) -> list[Record]:
+    """One page of the hashtag timeline as the API returns it (newest first) -> its records,
+    oldest first: the live poller's parse, the same as an export's."""
+    from workers.sources.reposts import page_records as flatten
+
+    items = [_item(s, hashtag, f"{where}[{i}]") for i, s in enumerate(statuses)]
+    return flatten(reversed(items))

@@ -11,7 +11,7 @@ reposts before or after their original in any order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from workers.domain import Post
@@ -68,3 +68,19 @@ def collapse(items: Callable[[], Iterator[Item | ReadProblem]]) -> Iterator[Reco
             yield replace(it.post, extra=extra)
         else:
             yield it.post
+
+
+def page_records(items: Iterable[Item | ReadProblem]) -> list[Record]:
+    """The records of one API page, for the live pollers (workers/sources/live/): each post
+    once, a repost standing for the post it repeats (the store keeps one verdict per post id,
+    so a later repost of a scored post costs nothing). A repost whose original the page does
+    not carry is dropped: there is nothing to look at."""
+    out: list[Record] = []
+    emitted: set[str] = set()
+    for it in items:
+        if isinstance(it, ReadProblem):
+            out.append(it)
+        elif it.post is not None and it.post.post_id not in emitted:
+            emitted.add(it.post.post_id)
+            out.append(it.post)
+    return out

@@ -160,3 +160,13 @@ def _post(tweet: dict[str, Any], ctx: _Context, hashtag: str | None) -> Post:
         alt_text=(first.get("alt_text") if first else None),
         extra=extra,
     )
+
+
+def page_records(page: dict[str, Any], hashtag: str | None, where: str) -> list[Record]:
+    """One recent-search response page (`data`, `includes`, `meta`) -> its records, in page
+    order: the live poller's parse, the same as a twarc2 export's."""
+    from workers.sources.reposts import page_records as flatten
+
+    ctx = _page_context(page)
+    tweets = page.get("data") if isinstance(page.get("data"), list) else []
+    return flatten(_item(t, ctx, hashtag, f"{where}[{i}]") for i, t in enumerate(tweets or []))

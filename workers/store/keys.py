@@ -36,6 +36,8 @@ def create_key(db: Database, name: str) -> str:
     secret = secrets.token_urlsafe(32)
     with db.write() as s:
         s.add(ApiKey(id=key_id, name=name, secret_hash=_hash(secret)))
+    for cache in list(_CACHES):  # an id cached as unknown in this process is known now
+        cache.clear()
     return f"bf_{key_id}_{secret}"
 
 
@@ -104,12 +106,17 @@ class KeyCache:
     Only the row is cached, never the verdict: the given secret is hashed and compared in
     constant time on every request, and the revoked flag is cached with the row, so a revoked
     key is refused within `ttl_s` seconds in every process (at once in the process that calls
-    `revoke_key`). Unknown key ids are not cached: each is looked up, as without the cache."""
+    `revoke_key`). An unknown key id is cached the same way (as "no row"), so it takes the same
+    path as a known id with a wrong secret, at the same cost: which ids exist cannot be told
+    from answer times, and a repeated bogus key reads the database once per `ttl_s`. At most
+    `max_entries` ids are kept (the oldest go first), so random ids cannot grow it unbounded."""
 
-    def __init__(self, db: Database, ttl_s: float) -> None:
+    def __init__(self, db: Database, ttl_s: float, max_entries: int = 10_000) -> None:
         self.db = db
         self.ttl_s = ttl_s
-        self._rows: dict[str, tuple[float, _Entry]] = {}
+        self.max_entries = max_entries
+        #: key id -> (expiry, row entry or None for "no such id"); insertion ordered.
+        self._rows: dict[str, tuple[float, _Entry | None]] = {}
         _CACHES.add(self)
 
     def cached(self, key: str | None) -> Principal | None:
@@ -131,9 +138,21 @@ class KeyCache:
         with self.db.read() as s:
             row = s.get(ApiKey, m.group(1))
         entry = None if row is None else (row.secret_hash, row.name, row.revoked_at is not None)
-        if entry is not None and self.ttl_s > 0:
-            self._rows[m.group(1)] = (time.monotonic() + self.ttl_s, entry)
+        if self.ttl_s > 0:
+            self._remember(m.group(1), entry)
         return _verify(m, entry)
+
+    def _remember(self, key_id: str, entry: _Entry | None) -> None:
+        # Called from API worker threads: dict operations are atomic under the GIL, and a lost
+        # race only costs one more database read.
+        rows = self._rows
+        rows.pop(key_id, None)
+        while len(rows) >= self.max_entries:
+            try:
+                rows.pop(next(iter(rows)))
+            except (StopIteration, KeyError, RuntimeError):
+                break
+        rows[key_id] = (time.monotonic() + self.ttl_s, entry)
 
     def clear(self) -> None:
         self._rows.clear()

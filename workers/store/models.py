@@ -123,6 +123,24 @@ class VerdictRow(Base):
     detected: Mapped[list[Any]] = mapped_column(JSON, default=list)
     scoring_s: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The verdict's evidence is weak or conflicting: a person should look (`?review=true`).
+    review: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class LabelRow(Base):
+    """A person's label of a post, one row per key (scenes, verdict, ironic), with who gave it
+    and when: `PUT /v1/posts/{id}/labels`, read back by `backfire eval --from-store`."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("post_seq", "key", name="uq_labels_post_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    post_seq: Mapped[int] = mapped_column(ForeignKey("posts.seq", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any] = mapped_column(JSON)
+    #: The API key id that gave the label.
+    labelled_by: Mapped[str] = mapped_column(String(16))
+    labelled_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SceneCacheRow(Base):
@@ -186,3 +204,18 @@ class AlertDeliveryRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class WatchCursorRow(Base):
+    """Where a `backfire watch` poller is in one (source, query): saved after each batch of
+    posts is stored, so a watcher killed at any instant resumes without gaps (workers/live/)."""
+
+    __tablename__ = "watch_cursors"
+
+    #: e.g. "mastodon:https://mastodon.social", "bluesky:https://public.api.bsky.app".
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    #: The hashtag or search query, as the platform is asked it.
+    query: Mapped[str] = mapped_column(String(500), primary_key=True)
+    #: The platform's own position (min_id, since_id, cursor...) and any catch-up in progress.
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

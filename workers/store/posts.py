@@ -182,6 +182,7 @@ def list_posts(
     verdict: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
+    review: bool | None = None,
     after_seq: int = 0,
     limit: int = 50,
 ) -> list[PostView]:
@@ -200,6 +201,8 @@ def list_posts(
             q = q.where(VerdictRow.verdict == verdict)
         if since:
             q = q.where(PostRow.posted_at >= since)
+        if review is not None:
+            q = q.where(VerdictRow.review.is_(True) if review else VerdictRow.review.isnot(True))
         return [PostView(p, v) for p, v in s.execute(q).all()]
 
 
@@ -357,6 +360,7 @@ def record_result(
                         verdict=record.get("verdict"),
                         detected=detected,
                         scoring_s=scoring_s,
+                        review=record.get("review"),
                     )
                 )
         except IntegrityError:

@@ -37,6 +37,8 @@ def result_row(p: PostRow, v: VerdictRow | None) -> ResultRow | None:
         confidence=scores.confidence if ok else None,
         reasons=scores.reasons if ok else (),
         signals=scores.signals if ok else None,
+        review=scores.review if ok else None,
+        review_reason=scores.review_reason if ok else None,
         scenes=scores.scenes if ok else None,
         caption=scores.caption if ok else None,
         error=error,
@@ -69,6 +71,8 @@ def post_resource(view: PostView, base_path: str = "/v1/posts") -> dict[str, Any
         "detected_scenes": list(v.detected) if v is not None else None,
         "caption_scores": scores.caption if scores else None,
         "signals": scores.signals if scores else None,
+        "review": scores.review if scores and scores.verdict else None,
+        "review_reason": scores.review_reason if scores and scores.verdict else None,
         "error": p.last_error if p.status in ("failed", "quarantined") else None,
         "webhook": (
             {"status": p.webhook_status, "attempts": p.webhook_attempts}

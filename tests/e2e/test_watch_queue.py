@@ -1,0 +1,53 @@
+"""`backfire watch --queue`: the watcher hands each new post to a real Celery worker (real
+Redis, the tiny real CLIP) through the one ingest path; the posts are scored once each, the
+watcher collects their verdicts (lag, --out) and its queue depth drains to zero."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from rich.console import Console
+
+from tests.live.conftest import Running
+from tests.support.fake_platforms import BACKLASH_CAPTION, RED, FakePlatforms
+from tests.support.infra import wait_for
+from workers.live.watch import Watcher, WatchOptions
+from workers.net.guard import FetchPolicy
+from workers.sources.live import ApiClient
+from workers.sources.live.mastodon import MastodonSource
+from workers.store import open_database
+from workers.store import posts as repo
+
+
+def test_watch_queue_hands_posts_to_the_workers(qsettings, worker_factory, tmp_path):
+    fake = FakePlatforms()
+    try:
+        worker_factory(qsettings)
+        fake.publish(n=2)
+        stop = threading.Event()
+        client = ApiClient(FetchPolicy.from_settings(qsettings), "mastodon", wait=stop.wait)
+        source = MastodonSource(client, "myNYPD", fake.url)
+        out = tmp_path / "v.jsonl"
+        w = Watcher(qsettings, source, WatchOptions(every_s=0.3, queue=True, out=out),
+                    Console(stderr=True, width=200), stop=stop)  # fmt: skip
+        run = Running(w)
+        try:
+            wait_for(lambda: w.totals.posts == 2, 120, "the first posts scored by the worker")
+            fake.publish(BACKLASH_CAPTION, RED, n=3)
+            wait_for(lambda: w.totals.posts == 5, 120, "the new posts scored by the worker")
+        finally:
+            totals = run.stop()
+    finally:
+        fake.close()
+    assert totals.ok == 5 and totals.failed == 0
+    db = open_database(qsettings, upgrade=False)
+    try:
+        counts = repo.status_counts(db)
+    finally:
+        db.dispose()
+    assert counts == {"done": 5}  # stored once each, by the worker
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["post_id"] for r in rows) == sorted(p.mastodon_id for p in fake.posts)
+    assert all(r["status"] == "ok" and r["verdict"] for r in rows)
+    assert "queue depth 0" in w.progress_line()
