@@ -23,7 +23,7 @@ run: $(STAMP)
 	@echo "Verdicts written to verdicts.jsonl"
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 # -rP prints what each passing reproduction measured beside the documented figures.
 reproduce: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -38,7 +39,10 @@ def _rows(db) -> list[PostRow]:
         return list(s.scalars(select(PostRow).order_by(PostRow.seq)))
 
 
+@pytest.mark.reproduce
 def test_kill_worker_child_five_times_in_a_50_post_batch(qsettings, worker_factory):
+    """A long kill run (about a minute): `make reproduce`. `make test` kills a child through
+    the quarantine test below and the whole worker in tests/e2e/test_worker_faults.py."""
     with _client(qsettings) as client:
         db = open_database(qsettings, upgrade=False)
         auth = {"Authorization": f"Bearer {create_key(db, 'k')}"}
