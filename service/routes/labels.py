@@ -37,8 +37,9 @@ def scene_names(path: Path) -> tuple[str, ...]:
 
 
 @router.put(
-    "/{id}/labels", response_model=LabelsOut, responses=_ERRORS, summary="Label a post"
-)
+    "/{id}/labels", response_model=LabelsOut, summary="Label a post",
+    responses={**_ERRORS, **problems(400)},  # a body that is not JSON
+)  # fmt: skip
 async def put_labels(id: str, body: LabelsIn, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Sets each label given (`null` removes one); labels not given are kept. `scenes` is the
     complete list of scenes the photo shows (`[]`: none of them)."""
