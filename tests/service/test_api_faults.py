@@ -402,9 +402,9 @@ def test_metrics_are_off_without_a_token_and_need_it_when_set(api_settings: Sett
 def test_refused_keys_are_limited_per_address_and_unknown_ids_cost_what_known_ones_do(
     api_settings: Settings,
 ) -> None:
-    from service.app import create_app
-
     import time
+
+    from service.app import create_app
 
     # The limit counts refusals per calendar minute: start early in one, so a loaded machine
     # does not carry the block over a minute boundary (a new minute starts a new count).
