@@ -137,19 +137,26 @@ def endless_chunked(port: int, key: str, limit_s: float = 30.0) -> tuple[int, fl
     return sent, elapsed, answer
 
 
-async def auth_timing(api: str, known_id: str, n: int) -> dict[str, list[float]]:
+async def auth_timing(
+    api: str, known_id: str, unused_ids: list[str], n: int
+) -> dict[str, list[float]]:
+    """`unused_ids`: n known ids this API process has not seen yet, one per round, so that their
+    first (uncached) read is timed against a fresh unknown id's."""
     wrong = f"bf_{known_id}_" + "w" * 43
     unknown = f"bf_{secrets.token_hex(8)}_" + "w" * 43
     out: dict[str, list[float]] = {"known id, wrong secret": [], "unknown id (repeated)": [],
-                                   "unknown id (fresh each time)": []}  # fmt: skip
+                                   "unknown id (fresh each time)": [],
+                                   "known id never used before (fresh each time)": []}  # fmt: skip
     async with httpx.AsyncClient(timeout=30) as client:
         for _ in range(20):  # warm-up: both rows read once and cached
             for k in (wrong, unknown):
                 await client.get(f"{api}/v1/posts", headers={"Authorization": f"Bearer {k}"})
-        for _ in range(n):
+        for i in range(n):
             for name, k in (("known id, wrong secret", wrong), ("unknown id (repeated)", unknown),
                             ("unknown id (fresh each time)",
-                             f"bf_{secrets.token_hex(8)}_" + "w" * 43)):  # fmt: skip
+                             f"bf_{secrets.token_hex(8)}_" + "w" * 43),
+                            ("known id never used before (fresh each time)",
+                             f"bf_{unused_ids[i]}_" + "w" * 43)):  # fmt: skip
                 t = time.perf_counter()
                 r = await client.get(f"{api}/v1/posts", headers={"Authorization": f"Bearer {k}"})
                 out[name].append(time.perf_counter() - t)
@@ -202,6 +209,7 @@ def main() -> None:
     settings = Settings(data_dir=tmp)
     db = open_database(settings)
     keys = [create_key(db, f"bench{i}") for i in range(12)]
+    unused = [create_key(db, f"unused{i}").split("_")[1] for i in range(args.auth_requests)]
     port = 18000 + os.getpid() % 1000
     log = tmp / "api.log"
     with log.open("wb") as out:
@@ -240,7 +248,7 @@ def main() -> None:
               f"closed (was: 419 MB in 0.6 s and on); the app read "
               f"{int(read[-1]) / 1e6 if read else float('nan'):.2f} MB")  # fmt: skip
 
-        t = asyncio.run(auth_timing(api, keys[0].split("_")[1], args.auth_requests))
+        t = asyncio.run(auth_timing(api, keys[0].split("_")[1], unused, args.auth_requests))
         known = statistics.median(t["known id, wrong secret"])
         print(f"\nauthentication, {args.auth_requests} refused requests each (interleaved):")
         for name, xs in t.items():
