@@ -11,11 +11,15 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    Strict,
     WithJsonSchema,
     field_validator,
 )
 
-from workers.domain import clean_hashtag, parse_rfc3339
+from workers.domain import MAX_WINDOW_S, clean_hashtag, parse_rfc3339
+
+#: The most scored posts a rule may require (a window's post count; fits a 32-bit column).
+MAX_MIN_POSTS = 1_000_000
 
 Status = Literal["queued", "running", "done", "failed", "quarantined"]
 VerdictName = Literal["backlash", "supportive", "neutral", "off_topic"]
@@ -29,6 +33,19 @@ def _rfc3339(value: str) -> str:
 DateTimeText = Annotated[
     str, AfterValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
+def _no_nul(value: str | None) -> str | None:
+    # PostgreSQL's text type cannot hold NUL: refused here with a 422 for every store alike,
+    # rather than a 500 from the INSERT on one of them.
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+#: Text the store keeps: no NUL character (see `_no_nul`), and the schema says so.
+NUL_FREE_PATTERN = r"^[^\x00]*$"
+_NUL_FREE: dict[str, JsonValue] = {"pattern": NUL_FREE_PATTERN}
+NulFree = Annotated[str, AfterValidator(_no_nul)]
+
 #: What the SSRF guard accepts at all (it refuses more: private addresses, credentials...).
 #: Documented, not enforced here, so a refusal is the guard's own sentence naming the reason.
 _HTTP_URL: dict[str, JsonValue] = {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
@@ -41,16 +58,17 @@ class PostFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    caption: str = Field("", max_length=10_000)
-    post_id: str | None = Field(
-        None, min_length=1, max_length=200, description="Your id; re-POSTing it is idempotent."
+    caption: NulFree = Field("", max_length=10_000, json_schema_extra=_NUL_FREE)
+    post_id: NulFree | None = Field(
+        None, min_length=1, max_length=200, description="Your id; re-POSTing it is idempotent.",
+        json_schema_extra=_NUL_FREE,
     )
-    hashtag: str | None = Field(None, max_length=200)
+    hashtag: NulFree | None = Field(None, max_length=200, json_schema_extra=_NUL_FREE)
     created_at: DateTimeText | None = Field(
         None, description="When the post was published (RFC 3339, e.g. 2014-04-22T17:00:00Z)."
     )
-    author: str | None = Field(None, max_length=200)
-    callback_url: str | None = Field(
+    author: NulFree | None = Field(None, max_length=200, json_schema_extra=_NUL_FREE)
+    callback_url: NulFree | None = Field(
         None,
         min_length=1,
         max_length=2000,
@@ -65,7 +83,7 @@ class PostFields(BaseModel):
 
 
 class PostFromUrl(PostFields):
-    image_url: str = Field(
+    image_url: NulFree = Field(
         ...,
         min_length=1,
         max_length=2000,
@@ -154,7 +172,7 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    hashtag: str = Field(
+    hashtag: NulFree = Field(
         ..., min_length=1, max_length=200, examples=["myNYPD"],
         json_schema_extra={"pattern": r"[^#\s]"},  # something besides '#' and blanks
     )  # fmt: skip
@@ -165,12 +183,14 @@ class AlertIn(BaseModel):
         json_schema_extra={
             "anyOf": [
                 {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_S},
             ]
         },
     )
-    min_posts: int = Field(20, ge=1, description="Scored posts the window needs to fire.")
-    webhook: str = Field(
+    # Bounded so that it fits the store's integer column (a 500 on PostgreSQL otherwise).
+    min_posts: int = Field(20, ge=1, le=MAX_MIN_POSTS,
+                           description="Scored posts the window needs to fire.")
+    webhook: NulFree = Field(
         ...,
         min_length=1,
         max_length=2000,
@@ -239,7 +259,8 @@ class LabelsIn(BaseModel):
         examples=[["restraint"]],
     )
     verdict: VerdictName | None = Field(None, examples=["backlash"])
-    ironic: bool | None = Field(None, description="Is the caption ironic?")
+    # Strict: `0`/`1` or "yes" are refused, as the schema's boolean says.
+    ironic: Annotated[bool, Strict()] | None = Field(None, description="Is the caption ironic?")
 
 
 class LabelValue(BaseModel):

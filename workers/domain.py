@@ -305,6 +305,10 @@ def hashtag_key(tag: str | None) -> str:
     return (clean_hashtag(tag) or "").lower()
 
 
+#: The longest rolling window of an alert rule: an early warning looks at hours, not months, and
+#: the store keeps the window in a 32-bit integer column.
+MAX_WINDOW_S = 30 * 86_400
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 

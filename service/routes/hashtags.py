@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from service.deps import Ctx, CurrentKey
 from service.openapi import AUTH, problems
-from service.schemas import HashtagSummary
+from service.schemas import NUL_FREE_PATTERN, HashtagSummary
 from workers.domain import clean_hashtag
 from workers.errors import NotFound
 from workers.report import render_report
@@ -20,9 +21,12 @@ from workers.store import posts as repo
 
 router = APIRouter(prefix="/v1/hashtags", tags=["hashtags"], responses=problems(*AUTH))
 
+#: A hashtag in the path, as the store can look it up (a NUL would be PostgreSQL's 500).
+Tag = Annotated[str, PathParam(max_length=200, pattern=NUL_FREE_PATTERN)]
+
 
 @router.get("/{tag}/summary", response_model=HashtagSummary, summary="Counts for one hashtag")
-def hashtag_summary(tag: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
+def hashtag_summary(tag: Tag, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
     """Posts per status, verdict and detected scene; backlash share; first/last post time."""
     return asdict(repo.summary(ctx.db, key.key_id, clean_hashtag(tag) or ""))
 
@@ -36,7 +40,7 @@ def hashtag_summary(tag: str, ctx: Ctx, key: CurrentKey) -> dict[str, Any]:
         **problems(404, d404="No finished post of this key under the tag"),
     },
 )
-def hashtag_report(tag: str, ctx: Ctx, key: CurrentKey) -> HTMLResponse:
+def hashtag_report(tag: Tag, ctx: Ctx, key: CurrentKey) -> HTMLResponse:
     """This key's finished posts under the hashtag: verdict shares, backlash over time, scenes,
     the posts driving it, reposted photos, failures. Thumbnails come from the media store; the
     page loads nothing from anywhere (the same policy is sent as a header as in its meta tag)."""

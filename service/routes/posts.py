@@ -13,6 +13,7 @@ from service.deps import Ctx, CurrentKey
 from service.openapi import AUTH, problems
 from service.schemas import (
     CURSOR_PATTERN,
+    NUL_FREE_PATTERN,
     DateTimeText,
     PostAccepted,
     PostFields,
@@ -156,15 +157,20 @@ def _cursor(seq: int) -> str:
     return f"p{seq}"
 
 
+#: Sequence numbers are 32-bit in the store (PostgreSQL `integer`): a cursor beyond the last
+#: possible one is an empty page, not an out-of-range query.
+_MAX_SEQ = 2**31 - 1
+
+
 def _seq(cursor: str | None) -> int:
-    return int(cursor[1:]) if cursor else 0
+    return min(int(cursor[1:]), _MAX_SEQ) if cursor else 0
 
 
 @router.get("", response_model=PostPage, summary="List posts, oldest first")
 def list_posts(
     ctx: Ctx,
     key: CurrentKey,
-    hashtag: Annotated[str | None, Query(max_length=200)] = None,
+    hashtag: Annotated[str | None, Query(max_length=200, pattern=NUL_FREE_PATTERN)] = None,
     verdict: Annotated[VerdictName | None, Query()] = None,
     status: Annotated[Status | None, Query()] = None,
     since: Annotated[

@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from workers.config import Settings
 from workers.domain import (
+    MAX_WINDOW_S,
     ResultRow,
     clean_hashtag,
     format_duration,
@@ -65,10 +66,13 @@ Timed = tuple[datetime, ResultRow]
 
 
 def parse_window(text: str | int) -> int:
-    """'30m', '2h', '1d', '90s' or plain seconds -> whole seconds, above zero."""
+    """'30m', '2h', '1d', '90s' or plain seconds -> whole seconds, above zero, at most 30 days."""
     seconds = int(parse_duration(text, "window"))
     if seconds <= 0:
         raise UsageError(f"Cannot read the window {text!r}; write it like 30m, 2h, 1d or 90s.")
+    if seconds > MAX_WINDOW_S:
+        raise UsageError(f"The window {text!r} is longer than 30 days (30d), the longest a rule "
+                         "can watch.")
     return seconds
 
 

@@ -41,12 +41,20 @@ class Ingest:
     ) -> tuple[PostRow, bool]:
         """Store and enqueue `new`; returns (its row, created). `resend`: an existing post that
         is not finished is published again (a re-run of `score --queue` drives it on)."""
+        # Bytes in hand (an upload) are checked before the lookup: a re-sent post id with a file
+        # that is no image is refused as the same request without the earlier post would be,
+        # not answered "duplicate". Lazy media (a `score --queue` re-run) is read only if new.
+        data = None if callable(media) else media
+        if data is not None:
+            check_image(data, self.decode_limits)
         existing = repo.find_existing(self.db, new)
         if existing is not None:
             if resend and existing.status not in TERMINAL:
                 self.publisher.publish([existing.seq], force=True)
             return existing, False
-        data = media() if callable(media) else media
+        if data is None:
+            data = media()
+            check_image(data, self.decode_limits)
         if new.callback_url:
             if not self.webhook_secret:
                 raise InvalidRequest(
@@ -54,7 +62,6 @@ class Ingest:
                     "poll the status URL instead."
                 )
             check_url(new.callback_url, self.fetch_policy)
-        check_image(data, self.decode_limits)
         new.media_sha256 = self.blobs.put(data)
         # Stamp `enqueued_at` in the INSERT when a publish will be tried right after the commit
         # (one write transaction instead of two); the publisher clears it if the send fails.
