@@ -92,7 +92,8 @@ async def create_post(
     request: Request,
     ctx: Ctx,
     key: CurrentKey,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    # Not empty: an empty key would be stored yet never looked up (the second one a 500).
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> PostAccepted:
     """Multipart (`image` file + fields) or JSON with `image_url`. Answers 202 once the image is
     in the media store and the post is committed; the verdict follows at `status_url`.

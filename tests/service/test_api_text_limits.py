@@ -102,3 +102,11 @@ def test_a_re_sent_post_id_with_a_file_that_is_no_image_is_refused_not_a_duplica
     again = client.post("/v1/posts", files=files, headers=auth, data={"post_id": "0"})
     assert again.status_code == 202 and again.json()["duplicate"] is True
     assert again.json()["id"] == first.json()["id"]
+
+
+def test_an_empty_idempotency_key_is_refused_every_time(client, auth) -> None:
+    files = {"image": ("p.png", image_bytes(fmt="PNG"), "image/png")}
+    for _ in range(2):  # the second one was PostgreSQL's unique-constraint 500
+        r = client.post("/v1/posts", files=files, headers=auth | {"Idempotency-Key": ""})
+        _problem(r, "idempotency-key")
+    assert client.get("/v1/posts", headers=auth).json()["items"] == []
