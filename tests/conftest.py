@@ -45,11 +45,18 @@ def caption_encoder_cache(tmp_path_factory: pytest.TempPathFactory):
 
 def link_caption_encoder(cache: Path, unpacked: Path) -> Path:
     """Make `cache` hold the session's unpacked caption-encoder base (a link, not a 438 MB
-    copy), where the loader looks for it: a process using `cache` skips the unpacking."""
-    shared = cache / unpacked.relative_to(unpacked.parents[1])
+    copy), where the loader looks for it, and the session's int8 caption encoders as built: a
+    process using `cache` skips the unpacking and the int8 build."""
+    from workers.caption import PACKED_DIR
+
+    session = unpacked.parents[1]
+    shared = cache / unpacked.relative_to(session)
     shared.parent.mkdir(parents=True, exist_ok=True)
     if not shared.exists():
         shared.symlink_to(unpacked, target_is_directory=True)
+    (session / PACKED_DIR).mkdir(exist_ok=True)
+    if not (cache / PACKED_DIR).exists():
+        (cache / PACKED_DIR).symlink_to(session / PACKED_DIR, target_is_directory=True)
     return cache
 
 

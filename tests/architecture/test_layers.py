@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"workers.media"},
     {"workers.net"},
     {"workers.domain"},
-    {"workers.config", "workers.hashing"},
+    {"workers.config", "workers.hashing", "workers.int8_store"},
     {"workers.errors"},
 ]
 #: The API process stays small: no command line, no model, no task bodies.

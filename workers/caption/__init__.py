@@ -41,6 +41,8 @@ class CaptionScorer(Protocol):
 SHIPPED_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v3.safetensors"
 MINILM_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v2.safetensors"
 LINEAR_MODEL_FILE = MODEL_CARDS_DIR / "caption-sarcasm-v1.safetensors"
+#: Where in cache_dir the int8 caption encoders are kept as built (encoder/packed.py).
+PACKED_DIR = "caption-int8"
 #: The header format of a v2/v3 file (also in .adapter, which imports torch; this does not).
 ADAPTER_FORMAT = "backfire-caption-adapter/1"
 
@@ -70,24 +72,32 @@ def load_model_file(
     per process for each (file, base encoder folder). `cache_dir` is where packaged base weights
     that need unpacking (all-mpnet-base-v2) go; None = the settings' cache_dir."""
     path = Path(path).resolve()
-    folder = None
+    folder = packed = None
     if file_format(path) == ADAPTER_FORMAT:
         from workers.caption.adapter import base_folder
 
-        # Keyed by the real folder, so every cache that links the same unpacked copy (tests,
+        if cache_dir is None:
+            from workers.config import get_settings
+
+            cache_dir = get_settings().cache_dir
+        # Keyed by the real folders, so every cache that links the same unpacked copy (tests,
         # several settings objects in one process) shares one loaded model.
         folder = base_folder(path, encoder_dir, cache_dir)
-    return _load_model(path, folder, precision)
+        packed = (Path(cache_dir) / PACKED_DIR).resolve()
+    return _load_model(path, folder, precision, packed)
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: Path, encoder_folder: Path | None, precision: str) -> CaptionScorer:
+def _load_model(
+    path: Path, encoder_folder: Path | None, precision: str, packed_dir: Path | None
+) -> CaptionScorer:
     from workers.caption.linear import SarcasmModel
 
     if file_format(path) == ADAPTER_FORMAT:
         from workers.caption.adapter import AdapterSarcasmModel
 
-        return AdapterSarcasmModel.load(path, encoder_folder, precision=precision)
+        return AdapterSarcasmModel.load(path, encoder_folder, precision=precision,
+                                        packed_dir=packed_dir)
     return SarcasmModel.load(path)
 
 

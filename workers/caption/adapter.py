@@ -18,6 +18,7 @@ states of the same forward pass (at the layer it names), so irony and stance cos
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from workers.caption.stance import HEADER as STANCE_HEADER
 from workers.caption.stance import StanceHead
 from workers.domain import Stance
 from workers.errors import ConfigError
+from workers.hashing import file_sha256
+
+log = logging.getLogger("backfire.caption")
 
 _UNDERSCORE = re.compile(r"_+")
 #: Inference precisions, with the suffix each adds to the model id.
@@ -168,9 +172,12 @@ class AdapterSarcasmModel(CalibratedScorer):
     @classmethod
     def load(
         cls, path: Path, encoder_dir: Path | None = None, cache_dir: Path | None = None,
-        precision: str = "float32",
+        precision: str = "float32", packed_dir: Path | None = None,
     ) -> AdapterSarcasmModel:
-        """`precision` "bfloat16" runs the merged layers in bfloat16 (faster where the CPU has
+        """`packed_dir`: where the int8 encoder is kept as built, so later loads skip building
+        it (workers/caption/encoder/packed.py); None: built each time.
+
+        `precision` "bfloat16" runs the merged layers in bfloat16 (faster where the CPU has
         bfloat16 units, half the memory), "int8" in smoothed int8
         (workers/caption/encoder/quantize.py: v3 2.8-3.9x faster on one core, a quarter of the
         memory); the model id then ends in "-bf16" / "-int8", so their verdicts are never mixed
@@ -202,18 +209,30 @@ class AdapterSarcasmModel(CalibratedScorer):
                 f"copy of {base.name} (`{base.install}`) or retrain the adapter"
             )
         cfg = AdapterConfig(**json.loads(meta["config"]))
-        encoder = build_encoder(folder, base, cfg, dropout=0.0)
-        adapter = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
-        try:
-            encoder.load_adapter(adapter)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        encoder.merge()
-        encoder.eval().requires_grad_(False)
         ranges = {k[len(INT8_RANGE):]: v for k, v in tensors.items() if k.startswith(INT8_RANGE)}
         if precision == "int8" and not ranges:
             raise ConfigError(f"{path} carries no int8 activation ranges (made before int8 "
                               "inference existed): retrain it, or use float32")
+        packed: Path | None = None
+        encoder: SentenceEncoder | None = None
+        if precision == "int8" and packed_dir is not None:
+            # A start from the cache never builds the float layers (encoder/packed.py).
+            from workers.caption.encoder.packed import load_packed, packed_file
+
+            packed = packed_file(Path(packed_dir), file_sha256(path), sha)
+            encoder = load_packed(packed, folder, base, cfg.rank, cfg.alpha, cfg.frozen_layers,
+                                  meta["model_id"] + PRECISIONS["int8"])
+        from_cache = encoder is not None
+        if encoder is None:
+            encoder = build_encoder(folder, base, cfg, dropout=0.0)
+            adapter = {k[len("adapter."):]: v for k, v in tensors.items()
+                       if k.startswith("adapter.")}  # fmt: skip
+            try:
+                encoder.load_adapter(adapter)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            encoder.merge()
+            encoder.eval().requires_grad_(False)
         head = torch.nn.Linear(encoder.shape.hidden, 1)
         with torch.no_grad():
             head.weight.copy_(tensors["head.weight"])
@@ -245,10 +264,21 @@ class AdapterSarcasmModel(CalibratedScorer):
             int8_ranges=ranges,
             stance_head=stance_head,
         )
+        if from_cache:
+            model._mark_precision(precision)
+            return model
         try:
             model.use_precision(precision)
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+        if packed is not None:
+            from workers.caption.encoder.packed import save_packed
+
+            try:
+                save_packed(model.encoder, packed, model.model_id)
+            except OSError as e:  # a read-only cache costs the next start seconds, not this run
+                log.warning("Could not cache the int8 caption encoder in %s: %s",
+                            packed.parent, e)
         return model
 
     def documented_validation(self) -> dict[str, Any] | None:
@@ -270,6 +300,10 @@ class AdapterSarcasmModel(CalibratedScorer):
             quantize_int8(self.encoder, self.int8_ranges)
         else:
             raise ValueError(f"unknown precision {precision!r}")
+        self._mark_precision(precision)
+
+    def _mark_precision(self, precision: str) -> None:
+        """Record that the layers now run in `precision` (its model id, no cached captions)."""
         self.model_id += PRECISIONS[precision]
         self.precision = precision
         self.clear_cache()

@@ -44,7 +44,7 @@ class Ingest:
         # Bytes in hand (an upload) are checked before the lookup: a re-sent post id with a file
         # that is no image is refused as the same request without the earlier post would be,
         # not answered "duplicate". Lazy media (a `score --queue` re-run) is read only if new.
-        data = None if callable(media) else media
+        data = media if isinstance(media, bytes) else None
         if data is not None:
             check_image(data, self.decode_limits)
         existing = repo.find_existing(self.db, new)
@@ -53,6 +53,7 @@ class Ingest:
                 self.publisher.publish([existing.seq], force=True)
             return existing, False
         if data is None:
+            assert callable(media)  # not bytes, so the lazy kind
             data = media()
             check_image(data, self.decode_limits)
         if new.callback_url:

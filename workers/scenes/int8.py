@@ -19,8 +19,6 @@ that does not match the model is rebuilt, never half-used.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.errors import ConfigError
+from workers.int8_store import layer_tensors, read_layer, save_atomically
 
 log = logging.getLogger("backfire.scenes")
 
@@ -95,12 +94,6 @@ def _swap_attention(visual: nn.Module) -> None:
                 setattr(parent, name, _Attention(child))
 
 
-def _quantized_linear(in_features: int, out_features: int) -> Any:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    return DynamicLinear(in_features, out_features, dtype=torch.qint8)
-
-
 def _quantize(visual: nn.Module) -> None:
     with warnings.catch_warnings():
         # torch.ao's eager quantisation is deprecated in favour of torchao (not a dependency);
@@ -120,26 +113,10 @@ def _quantized_layers(visual: nn.Module) -> dict[str, Any]:
 
 
 def _save(visual: nn.Module, path: Path, model_id: str) -> None:
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     for name, layer in _quantized_layers(visual).items():
-        w, b = layer._packed_params._weight_bias()
-        tensors[f"{name}.weight"] = w.int_repr().contiguous()
-        tensors[f"{name}.scale"] = w.q_per_channel_scales().contiguous()
-        tensors[f"{name}.zero_point"] = w.q_per_channel_zero_points().contiguous()
-        if b is not None:
-            tensors[f"{name}.bias"] = b.detach().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside and renamed: a killed build never leaves a half file under the real name.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"engine": ENGINE, "model_id": model_id})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tensors |= layer_tensors(name, layer)
+    save_atomically(tensors, path, {"engine": ENGINE, "model_id": model_id})
 
 
 def _load(visual: nn.Module, path: Path, model_id: str) -> bool:
@@ -157,18 +134,8 @@ def _load(visual: nn.Module, path: Path, model_id: str) -> bool:
             names = {k.rsplit(".", 1)[0] for k in stored}
             if names != set(linears):
                 return False
-            built = {}
-            for name, lin in linears.items():
-                w = f.get_tensor(f"{name}.weight")
-                if tuple(w.shape) != (lin.out_features, lin.in_features):
-                    return False
-                qw = torch._make_per_channel_quantized_tensor(
-                    w, f.get_tensor(f"{name}.scale"), f.get_tensor(f"{name}.zero_point"), 0
-                )
-                bias = f.get_tensor(f"{name}.bias") if f"{name}.bias" in stored else None
-                layer = _quantized_linear(lin.in_features, lin.out_features)
-                layer.set_weight_bias(qw, bias)
-                built[name] = layer
+            built = {name: read_layer(f, name, lin.in_features, lin.out_features, stored)
+                     for name, lin in linears.items()}  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, whatever broke in it
         log.warning("int8 cache %s unreadable (%s); rebuilding it", path, e)
         return False

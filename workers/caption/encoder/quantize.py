@@ -40,8 +40,16 @@ RANGE_BATCH = 32
 class SmoothedInt8Linear(nn.Module):
     """y = int8_linear(x / s) with the weight's columns pre-multiplied by s (see the module)."""
 
-    def __init__(self, linear: nn.Linear, act_max: torch.Tensor, alpha: float = ALPHA) -> None:
+    def __init__(self, inner: nn.Module, inv_scale: torch.Tensor) -> None:
+        """`inner`: the quantised linear layer over the scaled weight; `inv_scale`: 1 / s."""
         super().__init__()
+        self.inv_scale: torch.Tensor
+        self.register_buffer("inv_scale", inv_scale)
+        self.inner = inner
+
+    @classmethod
+    def smoothed(cls, linear: nn.Linear, act_max: torch.Tensor, alpha: float = ALPHA):
+        """`linear` (float) quantised with its input channels smoothed by `act_max`."""
         w = linear.weight.detach().float()
         s = act_max.clamp(min=1e-5) ** alpha / w.abs().amax(0).clamp(min=1e-5) ** (1 - alpha)
         s = s.clamp(min=1e-5)
@@ -50,18 +58,17 @@ class SmoothedInt8Linear(nn.Module):
         with torch.no_grad():
             scaled.weight.copy_(w * s)
             scaled.bias.copy_(linear.bias.detach().float())
-        self.inv_scale: torch.Tensor
-        self.register_buffer("inv_scale", 1.0 / s)
         with warnings.catch_warnings():
             # torch.ao's eager quantisation is deprecated in favour of torchao (not a dependency
             # here); it works in the pinned torch, so the notice is noise to a user.
             warnings.simplefilter("ignore")
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-            self.inner = quantize_dynamic(  # inplace: the float copy is ours to drop
+            inner = quantize_dynamic(  # inplace: the float copy is ours to drop
                 nn.Sequential(scaled), {nn.Linear: per_channel_dynamic_qconfig},
                 dtype=torch.qint8, inplace=True,
             )[0]
+        return cls(inner, 1.0 / s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x * self.inv_scale)
@@ -117,7 +124,7 @@ def quantize_int8(encoder: SentenceEncoder, ranges: dict[str, torch.Tensor]) -> 
             raise ValueError("merge the adapter before quantising")
         if not isinstance(m.base, nn.Linear):
             raise ValueError("this encoder is already quantised")
-        m.base = SmoothedInt8Linear(m.base, ranges[name].float())
+        m.base = SmoothedInt8Linear.smoothed(m.base, ranges[name].float())
     _return_freed_memory()
 
 
