@@ -171,17 +171,26 @@ def long_run_api(request, tmp_path: Path) -> Iterator[tuple[Api, str]]:
 @pytest.mark.timeout(3600)
 def test_schemathesis_run_checks_all_finds_nothing(long_run_api) -> None:
     """`schemathesis run --checks all` (every phase: examples, coverage, fuzzing, stateful), as
-    the issue ran it: 0 failures with a key and without."""
+    the issue ran it: 0 failures with a key and without.
+
+    The stateful phase runs apart, without the negative-data check: its scenarios link a post id
+    from an earlier answer into a negative case's multipart body, which replaces the mutated
+    field, and then report the valid request that results ("Invalid component: positive test
+    case"; see schemathesis.toml). `--checks all` on the command line overrides any setting in
+    the file, hence the second command."""
     api, key = long_run_api
     st = Path(sys.executable).parent / "schemathesis"
+    runs = (("examples, coverage, fuzzing", ["--phases", "examples,coverage,fuzzing"]),
+            ("stateful", ["--phases", "stateful", "--exclude-checks", "negative_data_rejection"]))
     for label, extra in (("with a key", ["-H", f"Authorization: Bearer {key}"]),
                          ("without a key", [])):  # fmt: skip
-        run = subprocess.run(
-            [str(st), "run", f"{api.url}/openapi.json", "--checks", "all",
-             "--max-examples", "100", "--seed", "15", *extra],
-            cwd=REPO, capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
-        summary = re.findall(r"(\d+) generated, .*", run.stdout)
-        print(f"schemathesis run --checks all, {label}: {run.stdout.strip().splitlines()[-1]}; "
-              f"{summary}")  # fmt: skip
-        assert run.returncode == 0, run.stdout[-8000:]
+        for phases, options in runs:
+            run = subprocess.run(
+                [str(st), "run", f"{api.url}/openapi.json", "--checks", "all",
+                 "--max-examples", "100", "--seed", "15", *options, *extra],
+                cwd=REPO, capture_output=True, text=True, timeout=1800,
+            )  # fmt: skip
+            summary = re.findall(r"(\d+) generated, .*", run.stdout)
+            print(f"schemathesis run --checks all ({phases}), {label}: "
+                  f"{run.stdout.strip().splitlines()[-1]}; {summary}")  # fmt: skip
+            assert run.returncode == 0, run.stdout[-8000:]
