@@ -238,7 +238,11 @@ def test_shipped_stance_head_reproduces_its_documented_held_out_figures(precisio
         print(f"{precision} {part}: AUC {got.auc:.4f} (documented {documented[part]['auc']:.4f}),"
               f" macro-F1 {got.macro_f1:.4f} ({documented[part]['macro_f1']:.4f})")
         assert got.auc == pytest.approx(documented[part]["auc"], abs=0.005)
-        assert got.macro_f1 == pytest.approx(documented[part]["macro_f1"], abs=0.005)
+        # int8 kernels differ between CPUs (fbgemm's AVX2 and AVX-512 VNNI paths): on the VNNI
+        # machine two of the 208 human-half predictions changed class, macro-F1 0.6170 -> 0.6251.
+        # On ~25 rows per minority class one changed prediction moves macro-F1 by ~0.01.
+        f1_tolerance = 0.015 if precision == "int8" else 0.005
+        assert got.macro_f1 == pytest.approx(documented[part]["macro_f1"], abs=f1_tolerance)
         assert f"{documented[part]['auc']:.4f}" in card
 
 
