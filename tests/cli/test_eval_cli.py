@@ -40,6 +40,7 @@ def test_eval_calibrate_fit_then_score_with_the_tiny_real_model(run_cli, tmp_pat
     again = run_cli("eval", "labelled.csv", "--skip-bad")
     assert again.returncode == 0, again.stderr
     assert "20 from the embedding cache, 0 encoded" in again.stderr
+    assert "20 from the caption-score cache, 0 scored" in again.stderr
     assert "Scenes on 20 labelled posts" in again.stdout
 
     res = run_cli("calibrate", "labelled.csv", "--skip-bad", "--out", "my-scenes.yaml",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from workers.evaluation.labels import LabelledPost, LabelledSet
     from workers.scenes.embeddings import Embedder
     from workers.scenes.encoder import ImageTextEncoder
+    from workers.scoring.pipeline import Pipeline
 
 Labelled = Annotated[
     Path | None,
@@ -61,7 +62,8 @@ ScenesFile = Annotated[
                  help="Scene prompts and thresholds to evaluate or start from."),
 ]  # fmt: skip
 NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read or write the image-embedding cache.")
+    bool, typer.Option("--no-cache", help="Do not read or write the image-embedding and "
+                              "caption-score caches.")
 ]
 
 
@@ -117,6 +119,19 @@ def _cache(settings: Settings, model_id: str, use: bool) -> Any:
     from workers.scenes.embeddings import EmbeddingCache
 
     return EmbeddingCache(settings.cache_dir, model_id)
+
+
+def _cached_captions(settings: Settings, pipeline: Pipeline, use: bool) -> Any:
+    """Lay the on-disk caption-score cache over the pipeline's caption model (a second eval of
+    the same posts then asks that model nothing); None with --no-cache."""
+    if not use:
+        return None
+    from workers.caption.cache import CachedCaptionScorer, CaptionScoreCache
+
+    model = pipeline.caption_scorer
+    cached = CachedCaptionScorer(model, CaptionScoreCache(settings.cache_dir, model.model_id))
+    pipeline.caption_scorer = cached
+    return cached
 
 
 def _collect(
@@ -181,6 +196,7 @@ def run_eval(
     with console.status("Loading the models…", spinner="dots"):
         pipeline = Pipeline.from_settings(settings, encoder=encoder)
     cache = _cache(settings, pipeline.encoder.model_id, src.use_cache)
+    captions = _cached_captions(settings, pipeline, src.use_cache)
     embedder = pipeline.embedder(cache)
     collected = _collect(settings, labelled, embedder, console)
     result = evaluate(labelled, collected, pipeline, rounds=rounds)
@@ -188,6 +204,16 @@ def run_eval(
         "images": embedder.stats.images, "from_cache": embedder.stats.from_cache,
         "encoded": embedder.stats.encoded, "model_s": round(embedder.stats.model_s, 3),
     }  # fmt: skip
+    if captions is not None:
+        result["timing"].update(
+            captions_from_cache=captions.from_cache, captions_scored=captions.scored,
+            caption_model_s=round(captions.model_s, 3),
+        )  # fmt: skip
+        console.print(
+            f"Captions: {captions.from_cache} from the caption-score cache, {captions.scored} "
+            f"scored in {captions.model_s:.1f} s of caption-model time",
+            soft_wrap=True,
+        )
     if out is not None:
         from workers.report.eval_page import render_eval_page
 
