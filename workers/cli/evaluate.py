@@ -83,8 +83,25 @@ class Source:
     use_cache: bool = True
 
 
-def _settings(**kw: Any) -> Settings:
-    return settings_with(**kw)
+#: The model and fetch options the commands below share: parameter name → Settings field.
+_SETTINGS_OPTIONS = {
+    "batch_size": "batch_size", "checkpoint": "checkpoint", "model_name": "model_name",
+    "pretrained": "pretrained", "model_config": "model_config_file",
+    "scenes_file": "scenes_file", "image_precision": "image_precision",
+    "allow_private_network": "allow_private_network",
+}  # fmt: skip
+
+
+def _start(params: dict[str, Any]) -> tuple[Settings, Source]:
+    """The settings with the options that were given laid on, and where the labelled posts
+    come from, from a command's parameters (its `locals()`). Typer needs every option in each
+    command's signature; what the options mean is said once, here. A command without an
+    option (fit fetches nothing, so has no --allow-private-network) leaves its setting as is."""
+    given = {field: params.get(name) for name, field in _SETTINGS_OPTIONS.items()}
+    given["allow_private_network"] = given["allow_private_network"] or None  # off: not given
+    src = Source(params["labelled"], params["from_store"], params["hashtag"],
+                 params["skip_bad"], not params["no_cache"])  # fmt: skip
+    return settings_with(**given), src
 
 
 # --- shared steps ---------------------------------------------------------------------------
@@ -605,12 +622,7 @@ def eval_command(
 
       backfire eval labelled.csv --compare-precision int8   # is int8 good enough here?
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-        allow_private_network=allow_private_network or None, image_precision=image_precision,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
+    settings, src = _start(locals())
     run_eval(settings, src, err, out=out, as_json=as_json, rounds=bootstrap,
              compare_precision=compare_precision)  # fmt: skip
 
@@ -654,12 +666,7 @@ def calibrate_command(
 
       BACKFIRE_SCENES_FILE=my-scenes.yaml backfire score posts.csv --out verdicts.jsonl
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-        allow_private_network=allow_private_network or None,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
+    settings, src = _start(locals())
     run_calibrate(settings, src, err, out, target_precision=target_precision, folds=folds,
                   only=scene, as_json=as_json)  # fmt: skip
 
@@ -703,10 +710,6 @@ def fit_command(
 
       backfire scenes fit restraint --from labelled.csv --out my-scenes.yaml
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
+    settings, src = _start(locals())
     run_fit(settings, scene, src, err, out, group=group, prompts_text=prompt, shots=shots,
             as_json=as_json)  # fmt: skip
