@@ -76,6 +76,10 @@ def test_labelled_file_errors_exit_2_naming_the_line(run_cli, tmp_path):
     assert res.returncode == 2 and "not both" in res.stderr
     res = run_cli("eval", "--help")
     assert res.returncode == 0 and "backfire eval labelled.csv --out eval.html" in res.stdout
+    assert "--compare-precision" in res.stdout
+    for cmd in (("calibrate",), ("scenes", "fit")):  # int8 is calibrated for its own model id
+        res = run_cli(*cmd, "--help")
+        assert res.returncode == 0 and "--image-precision" in res.stdout
 
 
 def test_eval_compares_the_int8_image_tower_with_float32(run_cli, tmp_path):

@@ -653,6 +653,7 @@ def calibrate_command(
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
+    image_precision: ImagePrecision = None,
 ) -> None:
     """Fit each scene's scale, bias and threshold to your labelled posts (Platt scaling;
     isotonic where there are many positives) and write a copy of the scenes YAML with the
@@ -700,6 +701,7 @@ def fit_command(
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
+    image_precision: ImagePrecision = None,
 ) -> None:
     """Teach a scene from a handful of labelled photos: a linear probe on the image embeddings
     blended with the prompts' direction (weight by cross-validation), stored beside the YAML.
