@@ -65,7 +65,8 @@ class CachedCaptionScorer:
         self.scorer = scorer
         self.cache = cache
         self.model_id = scorer.model_id
-        #: Distinct captions found in the cache, and sent to the model (with its seconds).
+        #: Captions found in the cache and sent to the model (each distinct once per batch),
+        #: and the model's seconds.
         self.from_cache = 0
         self.scored = 0
         self.model_s = 0.0

@@ -232,6 +232,11 @@ def run_eval(
         "images": embedder.stats.images, "from_cache": embedder.stats.from_cache,
         "encoded": embedder.stats.encoded, "model_s": round(embedder.stats.model_s, 3),
     }  # fmt: skip
+    if compare_precision is not None:
+        result["precision_comparison"] = _compare_precision(
+            settings, src, labelled, collected, pipeline, compare_precision, compare_encoder,
+            console,
+        )  # fmt: skip
     if captions is not None:
         result["timing"].update(
             captions_from_cache=captions.from_cache, captions_scored=captions.scored,
@@ -242,11 +247,6 @@ def run_eval(
             f"scored in {captions.model_s:.1f} s of caption-model time",
             soft_wrap=True,
         )
-    if compare_precision is not None:
-        result["precision_comparison"] = _compare_precision(
-            settings, src, labelled, collected, pipeline, compare_precision, compare_encoder,
-            console,
-        )  # fmt: skip
     if out is not None:
         from workers.report.eval_page import render_eval_page
 
