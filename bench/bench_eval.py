@@ -6,7 +6,8 @@
 open_clip ViT-B-32 with random weights saved as a real safetensors checkpoint (speed does not
 depend on weight values), every command a subprocess like a user's:
   1. `backfire eval` cold (empty image-embedding cache): seconds, model seconds per post, peak RSS;
-  2. `backfire eval` warm (every embedding from the disk cache): seconds, peak RSS;
+  2. `backfire eval` warm (every embedding and caption score from the disk caches): seconds,
+     peak RSS;
   3. `backfire calibrate` warm: seconds (target < 30 s on 2 cores), peak RSS;
   4. `backfire calibrate` cold, in a fresh cache: seconds.
 """
@@ -65,6 +66,9 @@ def run(label: str, args: list[str], env: dict[str, str], posts: int) -> float:
         cached, encoded, model_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
         per = f", {1000 * model_s / encoded:.0f} ms model time per encoded image" if encoded else ""
         model = f"; {cached} embeddings from cache, {encoded} encoded ({model_s:.1f} s{per})"
+    c = re.search(r"(\d+) from the caption-score cache, (\d+) scored in ([0-9.]+) s", res.stderr)
+    if c:
+        model += f"; captions: {c.group(1)} from cache, {c.group(2)} scored ({c.group(3)} s)"
     print(f"{label}: {wall:6.1f} s wall for {posts} posts, peak RSS {peak:6.0f} MB{model}")
     return wall
 

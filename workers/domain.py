@@ -105,6 +105,15 @@ class CaptionScores:
         d["stance"] = self.stance.as_dict() if self.stance is not None else None
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CaptionScores:
+        """The inverse of `as_dict` (the caption-score cache stores that JSON)."""
+        stance = d.get("stance")
+        return cls(
+            float(d["sarcasm"]), float(d["sentiment"]), tuple(d.get("cues") or ()),
+            str(d.get("model") or "cues-v0"), Stance.from_dict(stance) if stance else None,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Verdict:

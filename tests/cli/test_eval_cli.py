@@ -40,6 +40,7 @@ def test_eval_calibrate_fit_then_score_with_the_tiny_real_model(run_cli, tmp_pat
     again = run_cli("eval", "labelled.csv", "--skip-bad")
     assert again.returncode == 0, again.stderr
     assert "20 from the embedding cache, 0 encoded" in again.stderr
+    assert "20 from the caption-score cache, 0 scored" in again.stderr
     assert "Scenes on 20 labelled posts" in again.stdout
 
     res = run_cli("calibrate", "labelled.csv", "--skip-bad", "--out", "my-scenes.yaml",
@@ -75,3 +76,52 @@ def test_labelled_file_errors_exit_2_naming_the_line(run_cli, tmp_path):
     assert res.returncode == 2 and "not both" in res.stderr
     res = run_cli("eval", "--help")
     assert res.returncode == 0 and "backfire eval labelled.csv --out eval.html" in res.stdout
+    assert "--compare-precision" in res.stdout
+    for cmd in (("calibrate",), ("scenes", "fit")):  # int8 is calibrated for its own model id
+        res = run_cli(*cmd, "--help")
+        assert res.returncode == 0 and "--image-precision" in res.stdout
+
+
+def test_eval_compares_the_int8_image_tower_with_float32(run_cli, tmp_path):
+    _labelled(tmp_path)
+    res = run_cli("eval", "labelled.csv", "--skip-bad", "--json", "--bootstrap", "0",
+                  "--compare-precision", "int8", "--out", "eval.html")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    c = data["precision_comparison"]
+    assert c["base"]["precision"] == "float32" and c["other"]["precision"] == "int8"
+    assert c["other"]["model_id"] == data["model_id"] + "-int8"
+    assert c["base"]["pipeline_version"] == data["pipeline_version"]
+    assert c["other"]["pipeline_version"] != data["pipeline_version"]
+    assert c["posts"] == 20 and 0.0 <= c["verdict_agreement"] <= 1.0
+    differ = round(20 * (1 - c["verdict_agreement"]))
+    assert c["verdicts_differing"] == len(c["differing"]) == differ
+    assert 0.9 < c["embedding_cosine"]["min"] <= c["embedding_cosine"]["mean"] <= 1.0
+    assert c["verdict_macro_f1"]["labelled"] == 20
+    assert c["scenes"]["restraint"]["auc_difference"] is None  # no positive left: no AUC
+    for name in ("arrest", "friendly"):
+        s = c["scenes"][name]
+        assert s["roc_auc"] == data["scenes"][name]["roc_auc"]  # the run's own figure
+        assert 0.0 <= s["roc_auc_other"] <= 1.0 and 0.0 <= s["decision_agreement"] <= 1.0
+        assert abs(s["auc_difference"] - (s["roc_auc_other"] - s["roc_auc"])) < 2e-4
+    assert "20 encoded" in res.stderr and "Comparing with the int8 image tower" in res.stderr
+    html = (tmp_path / "eval.html").read_text()
+    assert 'id="precision"' in html
+    assert f'data-metric="verdict_agreement">{c["verdict_agreement"]:.4f}<' in html
+
+    # A precision against itself: the same embeddings (one cache), so full agreement.
+    res = run_cli("eval", "labelled.csv", "--skip-bad", "--compare-precision", "float32")
+    assert res.returncode == 0, res.stderr
+    assert "Image precision float32 vs float32 on 20 posts: verdict agreement 1.000 (0 verdicts " \
+           "differ)" in res.stdout  # fmt: skip
+    res = run_cli("eval", "labelled.csv", "--skip-bad", "--json", "--bootstrap", "0",
+                  "--compare-precision", "float32")  # fmt: skip
+    same = json.loads(res.stdout)["precision_comparison"]
+    assert same["verdict_agreement"] == 1.0 and same["verdicts_differing"] == 0
+    assert same["embedding_cosine"]["min"] == 1.0
+    for s in same["scenes"].values():
+        assert s["decision_agreement"] == 1.0 and s["mean_abs_p_difference"] == 0.0
+        assert s["auc_difference"] in (0.0, None)
+
+    bad = run_cli("eval", "labelled.csv", "--skip-bad", "--compare-precision", "fp16")
+    assert bad.returncode == 2 and "--compare-precision is one of float32, int8" in bad.stderr

@@ -22,6 +22,7 @@ from rich.console import Console
 from workers.cli.common import (
     BatchSize,
     Checkpoint,
+    ImagePrecision,
     ModelConfig,
     ModelName,
     Pretrained,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from workers.evaluation.labels import LabelledPost, LabelledSet
     from workers.scenes.embeddings import Embedder
     from workers.scenes.encoder import ImageTextEncoder
+    from workers.scoring.pipeline import Pipeline
 
 Labelled = Annotated[
     Path | None,
@@ -61,8 +63,13 @@ ScenesFile = Annotated[
                  help="Scene prompts and thresholds to evaluate or start from."),
 ]  # fmt: skip
 NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read or write the image-embedding cache.")
+    bool, typer.Option("--no-cache", help="Do not read or write the image-embedding and "
+                              "caption-score caches.")
 ]
+
+#: What `--compare-precision` accepts (Settings.image_precision's values; a CLI value laid over
+#: the settings skips their validation, so it is checked here, before any model loads).
+IMAGE_PRECISIONS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,25 @@ class Source:
     use_cache: bool = True
 
 
-def _settings(**kw: Any) -> Settings:
-    return settings_with(**kw)
+#: The model and fetch options the commands below share: parameter name → Settings field.
+_SETTINGS_OPTIONS = {
+    "batch_size": "batch_size", "checkpoint": "checkpoint", "model_name": "model_name",
+    "pretrained": "pretrained", "model_config": "model_config_file",
+    "scenes_file": "scenes_file", "image_precision": "image_precision",
+    "allow_private_network": "allow_private_network",
+}  # fmt: skip
+
+
+def _start(params: dict[str, Any]) -> tuple[Settings, Source]:
+    """The settings with the options that were given laid on, and where the labelled posts
+    come from, from a command's parameters (its `locals()`). Typer needs every option in each
+    command's signature; what the options mean is said once, here. A command without an
+    option (fit fetches nothing, so has no --allow-private-network) leaves its setting as is."""
+    given = {field: params.get(name) for name, field in _SETTINGS_OPTIONS.items()}
+    given["allow_private_network"] = given["allow_private_network"] or None  # off: not given
+    src = Source(params["labelled"], params["from_store"], params["hashtag"],
+                 params["skip_bad"], not params["no_cache"])  # fmt: skip
+    return settings_with(**given), src
 
 
 # --- shared steps ---------------------------------------------------------------------------
@@ -117,6 +141,19 @@ def _cache(settings: Settings, model_id: str, use: bool) -> Any:
     from workers.scenes.embeddings import EmbeddingCache
 
     return EmbeddingCache(settings.cache_dir, model_id)
+
+
+def _cached_captions(settings: Settings, pipeline: Pipeline, use: bool) -> Any:
+    """Lay the on-disk caption-score cache over the pipeline's caption model (a second eval of
+    the same posts then asks that model nothing); None with --no-cache."""
+    if not use:
+        return None
+    from workers.caption.cache import CachedCaptionScorer, CaptionScoreCache
+
+    model = pipeline.caption_scorer
+    cached = CachedCaptionScorer(model, CaptionScoreCache(settings.cache_dir, model.model_id))
+    pipeline.caption_scorer = cached
+    return cached
 
 
 def _collect(
@@ -171,16 +208,23 @@ def _standalone_embedder(
 def run_eval(
     settings: Settings, src: Source, console: Console, *, out: Path | None = None,
     as_json: bool = False, rounds: int = 200, encoder: ImageTextEncoder | None = None,
+    compare_precision: str | None = None, compare_encoder: ImageTextEncoder | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     from workers.evaluation.evaluate import evaluate
     from workers.scenes.prompts import load_prompt_set
     from workers.scoring.pipeline import Pipeline
 
+    if compare_precision is not None and compare_precision not in IMAGE_PRECISIONS:
+        raise UsageError(
+            f"--compare-precision is one of {', '.join(IMAGE_PRECISIONS)}, "
+            f"not {compare_precision!r}."
+        )
     prompts = load_prompt_set(settings.scenes_file)
     labelled = read_source(settings, src, prompts.names)
     with console.status("Loading the models…", spinner="dots"):
         pipeline = Pipeline.from_settings(settings, encoder=encoder)
     cache = _cache(settings, pipeline.encoder.model_id, src.use_cache)
+    captions = _cached_captions(settings, pipeline, src.use_cache)
     embedder = pipeline.embedder(cache)
     collected = _collect(settings, labelled, embedder, console)
     result = evaluate(labelled, collected, pipeline, rounds=rounds)
@@ -188,6 +232,21 @@ def run_eval(
         "images": embedder.stats.images, "from_cache": embedder.stats.from_cache,
         "encoded": embedder.stats.encoded, "model_s": round(embedder.stats.model_s, 3),
     }  # fmt: skip
+    if compare_precision is not None:
+        result["precision_comparison"] = _compare_precision(
+            settings, src, labelled, collected, pipeline, compare_precision, compare_encoder,
+            console,
+        )  # fmt: skip
+    if captions is not None:
+        result["timing"].update(
+            captions_from_cache=captions.from_cache, captions_scored=captions.scored,
+            caption_model_s=round(captions.model_s, 3),
+        )  # fmt: skip
+        console.print(
+            f"Captions: {captions.from_cache} from the caption-score cache, {captions.scored} "
+            f"scored in {captions.model_s:.1f} s of caption-model time",
+            soft_wrap=True,
+        )
     if out is not None:
         from workers.report.eval_page import render_eval_page
 
@@ -199,7 +258,26 @@ def run_eval(
         sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     else:
         _print_eval(result)
+        if "precision_comparison" in result:
+            _print_comparison(result["precision_comparison"])
     return result
+
+
+def _compare_precision(
+    settings: Settings, src: Source, labelled: LabelledSet, collected: Collected,
+    pipeline: Pipeline, precision: str, encoder: ImageTextEncoder | None, console: Console,
+) -> dict[str, Any]:  # fmt: skip
+    """The same labelled posts through the image tower at `precision` (its own embedding
+    cache: the model id carries the precision), compared with the run's own."""
+    from workers.evaluation.compare import compare
+
+    other_settings = settings.model_copy(update={"image_precision": precision})
+    with console.status(f"Loading the {precision} image tower…", spinner="dots"):
+        other = pipeline.with_encoder(_encoder(other_settings, encoder), other_settings)
+    console.print(f"Comparing with the {precision} image tower ({other.encoder.model_id}):")
+    embedder = other.embedder(_cache(settings, other.encoder.model_id, src.use_cache))
+    theirs = _collect(settings, labelled, embedder, console)
+    return compare(collected, pipeline, settings.image_precision, theirs, other, precision)
 
 
 def _thumbnails(settings: Settings, result: dict[str, Any]) -> dict[str, str | None]:
@@ -264,6 +342,35 @@ def _print_eval(r: dict[str, Any]) -> None:
             f"Caption irony ({c['model']}): F1 {_fmt(i['f1'])} at 0.5, AUC {_fmt(i['roc_auc'])}, "
             f"ECE {_fmt(i['ece'])} on {i['labelled']} labelled captions ({i['positives']} ironic)"
         )
+
+
+def _print_comparison(c: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    a, b = c["base"]["precision"], c["other"]["precision"]
+    cos = c["embedding_cosine"] or {}
+    out.print(
+        f"Image precision {a} vs {b} on {c['posts']} posts: verdict agreement "
+        f"{_fmt(c['verdict_agreement'])} ({c['verdicts_differing']} verdicts differ); "
+        f"embedding cosine min {_fmt(cos.get('min'))}, mean {_fmt(cos.get('mean'))}",
+        soft_wrap=True,
+    )
+    m = c.get("verdict_macro_f1")
+    if m:
+        out.print(
+            f"Verdict macro F1 {a} {_fmt(m['base'])}, {b} {_fmt(m['other'])}, difference "
+            f"{_fmt(m['difference'])} on {m['labelled']} labelled posts"
+        )
+    t = Table(title=f"Scenes, {b} − {a}")
+    for col in ("scene", "pos", f"AUC {a}", f"AUC {b}", "AUC diff", "decisions agree",
+                "mean |Δp|"):  # fmt: skip
+        t.add_column(col, justify="right" if col != "scene" else "left")
+    for name, s in c["scenes"].items():
+        t.add_row(name, str(s["positives"]), _fmt(s["roc_auc"]), _fmt(s["roc_auc_other"]),
+                  _fmt(s["auc_difference"]), _fmt(s["decision_agreement"]),
+                  _fmt(s["mean_abs_p_difference"]))  # fmt: skip
+    out.print(t)
 
 
 # --- calibrate --------------------------------------------------------------------------------
@@ -487,6 +594,12 @@ def eval_command(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Resamples for the 95 % intervals (0 = none).")
     ] = 200,
+    compare_precision: Annotated[
+        str | None,
+        typer.Option("--compare-precision", help="Also score with the image tower at this "
+                     "precision (int8 or float32) and print verdict agreement and the per-scene "
+                     "AUC difference against the run's own."),
+    ] = None,  # fmt: skip
     scenes_file: ScenesFile = None,
     no_cache: NoCache = False,
     allow_private_network: Annotated[bool, allow_private("image URLs")] = False,
@@ -495,6 +608,7 @@ def eval_command(
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
+    image_precision: ImagePrecision = None,
 ) -> None:
     """How right is Backfire on YOUR posts? Per scene: ROC-AUC, average precision,
     precision/recall/F1 at the threshold, the best-F1 threshold, calibration error (with
@@ -505,14 +619,12 @@ def eval_command(
       backfire eval labelled.csv --out eval.html
 
       backfire eval --from-store --hashtag myNYPD --json
+
+      backfire eval labelled.csv --compare-precision int8   # is int8 good enough here?
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-        allow_private_network=allow_private_network or None,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
-    run_eval(settings, src, err, out=out, as_json=as_json, rounds=bootstrap)
+    settings, src = _start(locals())
+    run_eval(settings, src, err, out=out, as_json=as_json, rounds=bootstrap,
+             compare_precision=compare_precision)  # fmt: skip
 
 
 def calibrate_command(
@@ -541,6 +653,7 @@ def calibrate_command(
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
+    image_precision: ImagePrecision = None,
 ) -> None:
     """Fit each scene's scale, bias and threshold to your labelled posts (Platt scaling;
     isotonic where there are many positives) and write a copy of the scenes YAML with the
@@ -554,12 +667,7 @@ def calibrate_command(
 
       BACKFIRE_SCENES_FILE=my-scenes.yaml backfire score posts.csv --out verdicts.jsonl
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-        allow_private_network=allow_private_network or None,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
+    settings, src = _start(locals())
     run_calibrate(settings, src, err, out, target_precision=target_precision, folds=folds,
                   only=scene, as_json=as_json)  # fmt: skip
 
@@ -593,6 +701,7 @@ def fit_command(
     model_name: ModelName = None,
     pretrained: Pretrained = None,
     model_config: ModelConfig = None,
+    image_precision: ImagePrecision = None,
 ) -> None:
     """Teach a scene from a handful of labelled photos: a linear probe on the image embeddings
     blended with the prompts' direction (weight by cross-validation), stored beside the YAML.
@@ -603,10 +712,6 @@ def fit_command(
 
       backfire scenes fit restraint --from labelled.csv --out my-scenes.yaml
     """
-    settings = _settings(
-        batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
-        pretrained=pretrained, model_config_file=model_config, scenes_file=scenes_file,
-    )  # fmt: skip
-    src = Source(labelled, from_store, hashtag, skip_bad, not no_cache)
+    settings, src = _start(locals())
     run_fit(settings, scene, src, err, out, group=group, prompts_text=prompt, shots=shots,
             as_json=as_json)  # fmt: skip

@@ -171,6 +171,42 @@ def _captions(c: dict[str, Any] | None) -> str:
     )
 
 
+def _comparison(c: dict[str, Any] | None) -> str:
+    """`--compare-precision`: the same posts through the other image tower."""
+    if not c:
+        return ""
+    a, b = e(c["base"]["precision"]), e(c["other"]["precision"])
+    cos = c.get("embedding_cosine") or {}
+    m = c.get("verdict_macro_f1")
+    macro = (
+        f' Verdict macro F1: {a} <span data-metric="macro_f1_base">{num(m["base"])}</span>, '
+        f'{b} <span data-metric="macro_f1_other">{num(m["other"])}</span>.' if m else ""
+    )
+    rows = "".join(
+        f'<tr data-scene="{e(name)}"><th scope="row">{e(name.replace("_", " "))}</th>'
+        + "".join(
+            f'<td class="num" data-metric="{k}">{num(s.get(k))}</td>'
+            for k in ("roc_auc", "roc_auc_other", "auc_difference", "decision_agreement")
+        )
+        + "</tr>"
+        for name, s in c["scenes"].items()
+    )
+    return (
+        '<section id="precision" aria-labelledby="h-precision">'
+        f'<h2 id="h-precision">Image precision: {a} vs {b}</h2>'
+        f"<p>The same {c['posts']} posts through the {b} image tower "
+        f"(<code>{e(c['other']['model_id'])}</code>): the verdicts agree on "
+        f'<strong data-metric="verdict_agreement">{num(c["verdict_agreement"])}</strong> of '
+        f"them ({c['verdicts_differing']} differ); embedding cosine min "
+        f"{num(cos.get('min'))}, mean {num(cos.get('mean'))}.{macro}</p>"
+        '<table class="data"><thead><tr><th scope="col">scene</th>'
+        f'<th scope="col">ROC-AUC {a}</th><th scope="col">ROC-AUC {b}</th>'
+        f'<th scope="col">AUC difference ({b} − {a})</th>'
+        '<th scope="col">Same decision</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+
+
 def _mistakes(ms: list[dict[str, Any]], thumbs: dict[str, str | None]) -> str:
     head = (
         '<section id="mistakes" aria-labelledby="h-mistakes">'
@@ -244,6 +280,7 @@ def render_eval_page(result: dict[str, Any], thumbs: dict[str, str | None]) -> s
         f"{_curves(scenes)}</section>",
         _verdicts(result.get("verdicts")),
         _captions(result.get("captions")),
+        _comparison(result.get("precision_comparison")),
         _mistakes(result.get("mistakes") or [], thumbs),
         (
             '<section id="failed"><h2>Posts that could not be scored</h2>'

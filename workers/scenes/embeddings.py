@@ -11,9 +11,6 @@ pickled (rows are raw float32 bytes with their width).
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,61 +19,39 @@ from typing import Any
 
 import numpy as np
 
+from workers.diskcache import ModelKeyedFile
 from workers.errors import MediaError
 from workers.scenes.encoder import ImageTextEncoder
-
-_CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 
 
 class EmbeddingCache:
     def __init__(self, cache_dir: Path, model_id: str) -> None:
-        key = hashlib.sha256(model_id.encode()).hexdigest()[:20]
-        self.path = Path(cache_dir) / "image-embeddings" / f"{key}.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = ModelKeyedFile(
+            cache_dir, "image-embeddings", model_id, "embeddings",
+            "sha256 TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL",
+        )  # fmt: skip
+        self.path = self._file.path
         self.model_id = model_id
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        with self._lock, self._conn:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS embeddings "
-                "(sha256 TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL)"
-            )
-            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,)
-            )
 
     def get_many(self, shas: Iterable[str]) -> dict[str, np.ndarray]:
-        wanted = list(dict.fromkeys(shas))
         out: dict[str, np.ndarray] = {}
-        with self._lock:
-            for i in range(0, len(wanted), _CHUNK):
-                part = wanted[i : i + _CHUNK]
-                marks = ",".join("?" * len(part))
-                for sha, dim, blob in self._conn.execute(
-                    f"SELECT sha256, dim, vec FROM embeddings WHERE sha256 IN ({marks})",  # noqa: S608 - placeholders only
-                    part,
-                ):
-                    vec = np.frombuffer(blob, dtype=np.float32)
-                    if vec.shape[0] == dim:  # a damaged row is a miss
-                        out[sha] = vec
+        for sha, dim, blob in self._file.rows("sha256, dim, vec", "sha256", shas):
+            vec = np.frombuffer(blob, dtype=np.float32)
+            if vec.shape[0] == dim:  # a damaged row is a miss
+                out[sha] = vec
         return out
 
     def put_many(self, rows: dict[str, np.ndarray]) -> None:
-        data = [
+        self._file.put([
             (sha, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes())
             for sha, v in rows.items()
-        ]
-        with self._lock, self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", data)
+        ])  # fmt: skip
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+        return len(self._file)
 
     def close(self) -> None:
-        self._conn.close()
+        self._file.close()
 
 
 @dataclass

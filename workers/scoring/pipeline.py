@@ -138,6 +138,13 @@ class Pipeline:
             settings,
         )
 
+    def with_encoder(self, encoder: ImageTextEncoder, settings: Settings) -> Pipeline:
+        """The same prompts, caption model and policy over another image encoder (`backfire
+        eval --compare-precision` scores one labelled set through two image towers)."""
+        return Pipeline(
+            encoder, self.scenes.prompts, self.caption_scorer, self.policy.policy, settings
+        )
+
     # --- images ----------------------------------------------------------------------------
     def prepare(self, data: bytes) -> Prepared:
         """Decode and preprocess one image. Raises `MediaError` for bad input. Thread-safe."""
