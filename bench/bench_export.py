@@ -7,12 +7,20 @@ A generated twarc2 export (response pages; a share of the tweets are retweets) i
 2. warm: the same run with every picture already in the media cache: the model-only ceiling
    (reading, decoding and scoring, no network).
 
+With `--photos DIR` the pictures are the JPEGs of DIR at their real sizes (each served copy made
+distinct by a comment segment, so no two posts share an image), else generated ones.
+`--precisions float32,int8` runs both steps for each image-tower precision in the same run
+(each with its own empty media cache) and prints their ratio and the projection for 100,000
+posts.
+
 Printed: posts/s of both and their ratio (target ≥ 90 %: downloads must hide behind the model),
 peak RSS of the cold run, and what folding retweets into their originals saved.
 
   .venv/bin/python bench/bench_export.py                 # 10,000 posts, tiny CLIP
   .venv/bin/python bench/bench_export.py --posts 1000    # quick
   .venv/bin/python bench/bench_export.py --model vit-b-32 --posts 500   # real-size model
+  .venv/bin/python bench/bench_export.py --model vit-b-32 --posts 2000 \
+      --photos ../shared/data/photos/bench --precisions float32,int8    # issue 20
 
 No timing asserts: figures only.
 """
@@ -53,6 +61,20 @@ def make_images(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=85)
         out.append(buf.getvalue())
+    return out
+
+
+def distinct_photos(folder: Path, n: int) -> list[bytes]:
+    """n JPEGs cycling through `folder`'s, each with its own comment segment after the SOI
+    marker: the same decode cost as the photo, a different sha256 (no image reuse)."""
+    photos = [p.read_bytes() for p in sorted(folder.glob("*.jp*g"))]
+    if not photos:
+        raise SystemExit(f"no JPEG in {folder}")
+    out = []
+    for i in range(n):
+        body = photos[i % len(photos)]
+        note = f"copy {i}".encode()
+        out.append(body[:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + body[2:])
     return out
 
 
@@ -161,16 +183,20 @@ def score(export: Path, out: Path, env: dict[str, str]) -> tuple[dict[str, float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--posts", type=int, default=10_000)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--repost-share", type=float, default=0.2)
     ap.add_argument("--model", choices=["tiny", "vit-b-32"], default="tiny")
-    ap.add_argument("--image-size", default="640x480")
+    ap.add_argument("--image-size", default="640x480", help="generated pictures (no --photos)")
+    ap.add_argument("--photos", type=Path, help="serve these JPEGs (real sizes) instead")
+    ap.add_argument("--precisions", default="float32", help="image towers, e.g. float32,int8")
     ap.add_argument("--concurrency", type=int, help="BACKFIRE_FETCH_CONCURRENCY (default 16)")
     ap.add_argument("--per-host", type=int, help="BACKFIRE_FETCH_PER_HOST (default 8)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores: compare within this run)")
 
     with tempfile.TemporaryDirectory(prefix="bench-export-") as d:
         tmp = Path(d)
@@ -178,7 +204,6 @@ def main() -> None:
         httpd, port = serve(media)
         export = tmp / "tweets.jsonl"
         n_orig = write_twarc2(export, args.posts, args.repost_share, port, args.seed)
-        w, h = (int(x) for x in args.image_size.split("x"))
         t = time.perf_counter()
         # Only the pictures the export references (originals' indices).
         for line in export.read_text().splitlines():
@@ -186,40 +211,58 @@ def main() -> None:
                 path = "/" + m["url"].split("/", 3)[3]
                 media.bodies.setdefault(path, b"")
         paths = [p for p in media.bodies]
-        for p, body in zip(paths, make_images(len(paths), (w, h), args.seed), strict=True):
+        if args.photos:
+            bodies = distinct_photos(args.photos, len(paths))
+            what = f"JPEGs of {args.photos.name} at their sizes"
+        else:
+            w, h = (int(x) for x in args.image_size.split("x"))
+            bodies = make_images(len(paths), (w, h), args.seed)
+            what = f"{w}x{h} JPEG"
+        for p, body in zip(paths, bodies, strict=True):
             media.bodies[p] = body
         mb = sum(map(len, media.bodies.values())) / 1e6
         print(f"export: {args.posts} tweets, {n_orig} originals with {len(paths)} pictures "
-              f"({mb:.0f} MB, {w}x{h} JPEG), made in {time.perf_counter() - t:.1f} s; "
+              f"({mb:.0f} MB, {what}), made in {time.perf_counter() - t:.1f} s; "
               f"latency {args.latency_ms:g} ms per request; model {args.model}")  # fmt: skip
 
-        env = {**os.environ, **model_env(args.model, tmp), "BACKFIRE_OFFLINE": "1",
-               "BACKFIRE_CACHE_DIR": str(tmp / "cache"), "BACKFIRE_DATA_DIR": str(tmp / "data"),
-               "BACKFIRE_MEDIA_CACHE_DIR": str(tmp / "media-cache")}  # fmt: skip
+        base_env = {**os.environ, **model_env(args.model, tmp), "BACKFIRE_OFFLINE": "1",
+                    "BACKFIRE_CACHE_DIR": str(tmp / "cache"),
+                    "BACKFIRE_DATA_DIR": str(tmp / "data")}  # fmt: skip
         if args.concurrency:
-            env["BACKFIRE_FETCH_CONCURRENCY"] = str(args.concurrency)
+            base_env["BACKFIRE_FETCH_CONCURRENCY"] = str(args.concurrency)
         if args.per_host:
-            env["BACKFIRE_FETCH_PER_HOST"] = str(args.per_host)
-
-        cold, _ = score(export, tmp / "cold.jsonl", env)
-        rss_mb = cold["rss_mb"]
-        cold_requests = media.requests
-        warm, _ = score(export, tmp / "warm.jsonl", env)
+            base_env["BACKFIRE_FETCH_PER_HOST"] = str(args.per_host)
+        e2e_by: dict[str, float] = {}
+        for precision in precisions:
+            env = {**base_env, "BACKFIRE_IMAGE_PRECISION": precision,
+                   "BACKFIRE_MEDIA_CACHE_DIR": str(tmp / f"media-cache-{precision}")}
+            before = media.requests
+            cold, _ = score(export, tmp / f"cold-{precision}.jsonl", env)
+            cold_requests = media.requests - before
+            warm, _ = score(export, tmp / f"warm-{precision}.jsonl", env)
+            e2e = cold["posts"] / cold["seconds"]
+            ceiling = warm["posts"] / warm["seconds"]
+            e2e_by[precision] = e2e
+            print(f"\n[{precision}] end to end (cold cache, network): {cold['posts']:.0f} posts "
+                  f"in {cold['seconds']:.1f} s = {e2e:.1f} posts/s; {cold_requests} downloads")
+            print(f"[{precision}] model only (warm cache, no network): {warm['posts']:.0f} posts"
+                  f" in {warm['seconds']:.1f} s = {ceiling:.1f} posts/s; "
+                  f"{media.requests - before - cold_requests} downloads")  # fmt: skip
+            print(f"[{precision}] end to end / model only: {100 * e2e / ceiling:.0f} %  "
+                  "(target >= 90 %)")
+            print(f"[{precision}] peak RSS of the scoring process (cold run): "
+                  f"{cold['rss_mb']:.0f} MB")
+            print(f"[{precision}] 100,000 posts at this rate: {100_000 / e2e / 3600:.2f} h "
+                  f"(target < 1 h: >= 28 posts/s)")
+            saved = args.posts - cold["posts"]
+            print(f"[{precision}] repost dedup: {args.posts} tweets -> {cold['posts']:.0f} posts "
+                  f"scored; {saved:.0f} retweets folded ({100 * saved / args.posts:.0f} % fewer "
+                  f"posts, downloads and model calls); {cold['decoded']:.0f} images decoded")
         httpd.shutdown()
-
-    e2e = cold["posts"] / cold["seconds"]
-    ceiling = warm["posts"] / warm["seconds"]
-    print(f"end to end (cold cache, network): {cold['posts']:.0f} posts in {cold['seconds']:.1f} s"
-          f" = {e2e:.1f} posts/s; {cold_requests} downloads")  # fmt: skip
-    print(f"model only (warm cache, no network): {warm['posts']:.0f} posts in "
-          f"{warm['seconds']:.1f} s = {ceiling:.1f} posts/s; {media.requests - cold_requests} "
-          f"downloads")  # fmt: skip
-    print(f"end to end / model only: {100 * e2e / ceiling:.0f} %  (target >= 90 %)")
-    print(f"peak RSS of the scoring process (cold run): {rss_mb:.0f} MB  (target <= 1500 MB)")
-    saved = args.posts - cold["posts"]
-    print(f"repost dedup: {args.posts} tweets -> {cold['posts']:.0f} posts scored; "
-          f"{saved:.0f} retweets folded ({100 * saved / args.posts:.0f} % fewer posts, "
-          f"downloads and model calls); {cold['decoded']:.0f} images decoded")  # fmt: skip
+    if len(e2e_by) > 1:
+        first = precisions[0]
+        for p in precisions[1:]:
+            print(f"\nend to end {p} / {first}: {e2e_by[p] / e2e_by[first]:.2f}x")
 
 
 if __name__ == "__main__":
