@@ -137,6 +137,9 @@ class Watcher:
             )
             started = time.monotonic()
             next_report = started
+            # --for: the deadline also cuts the wait for the next poll short, so `--for 3s
+            # --every 30s` ends after about 3 s, not after the first 30 s wait.
+            deadline = started + opts.duration_s if opts.duration_s is not None else None
             while not self.stop.is_set():
                 began = time.monotonic()
                 cursor = self._poll(cursor)
@@ -146,9 +149,12 @@ class Watcher:
                 if opts.report is not None and time.monotonic() >= next_report:
                     self.write_report()
                     next_report = time.monotonic() + opts.report_every_s
-                if opts.duration_s is not None and time.monotonic() - started >= opts.duration_s:
-                    break
-                self.stop.wait(max(0.0, opts.every_s - (time.monotonic() - began)))
+                wait = opts.every_s - (time.monotonic() - began)
+                if deadline is not None:
+                    if time.monotonic() >= deadline:
+                        break
+                    wait = min(wait, deadline - time.monotonic())
+                self.stop.wait(max(0.0, wait))
             if opts.queue:
                 self._drain_queue()
             self._progress(final=True)
