@@ -110,7 +110,7 @@ def test_kill_9_at_three_random_points_then_restart_every_post_has_one_verdict(t
             while proc.poll() is None and time.monotonic() < deadline:
                 if publisher is None and _has_cursor(tmp_path):
                     # The campaign starts once a watcher has anchored its cursor: posts from
-                    # before the first watch are not this test's business (one page is).
+                    # before the first watch are not this test's business (the backfill is).
                     publisher = fake.schedule(plan)
                 if round_ and sum(_verdicts(tmp_path).values()) >= target:
                     break

@@ -118,12 +118,14 @@ class FakePlatforms:
 
     # --- publishing ----------------------------------------------------------------------------
     def publish(
-        self, caption: str = SUPPORTIVE_CAPTION, colour: tuple[int, int, int] = GREEN, n: int = 1
+        self, caption: str = SUPPORTIVE_CAPTION, colour: tuple[int, int, int] = GREEN, n: int = 1,
+        created: float | None = None,
     ) -> list[FakePost]:
+        """`n` new posts, created now (or all at `created`: posts of one instant)."""
         with self.lock:
             out = []
             for _ in range(n):
-                p = FakePost(len(self.posts), caption, colour, time.time())
+                p = FakePost(len(self.posts), caption, colour, created or time.time())
                 self.posts.append(p)
                 out.append(p)
             return out
