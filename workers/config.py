@@ -220,6 +220,12 @@ class Settings(BaseSettings):
         "there are scored (the newest ones, oldest first) before following new ones. Later runs "
         "continue from the saved cursor instead. 0 = only posts published from now on.",
     )
+    watch_fetch_concurrency: int = Field(
+        4,
+        ge=1,
+        description="`watch --queue`: images of a page downloaded at once before each post goes "
+        "through ingest (small: the workers, not the downloads, set the pace).",
+    )
 
     @property
     def resolved_media_dir(self) -> Path:
