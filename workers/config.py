@@ -212,6 +212,20 @@ class Settings(BaseSettings):
     alert_attempts: int = Field(4, ge=1, description="Tries per alert POST before it is failed.")
     alert_backoff_s: float = Field(1.0, ge=0, description="First alert retry delay; doubles.")
     alert_timeout_s: float = Field(10.0, description="Deadline of one alert POST.")
+    # --- live watch (workers/live/, workers/sources/live/) -----------------------------------
+    watch_backfill: int = Field(
+        200,
+        ge=0,
+        description="On the first watch of a (source, query): how many of the posts already "
+        "there are scored (the newest ones, oldest first) before following new ones. Later runs "
+        "continue from the saved cursor instead. 0 = only posts published from now on.",
+    )
+    watch_fetch_concurrency: int = Field(
+        4,
+        ge=1,
+        description="`watch --queue`: images of a page downloaded at once before each post goes "
+        "through ingest (small: the workers, not the downloads, set the pace).",
+    )
 
     @property
     def resolved_media_dir(self) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 from rich.console import Console
 
@@ -51,3 +52,40 @@ def test_watch_queue_hands_posts_to_the_workers(qsettings, worker_factory, tmp_p
     assert sorted(r["post_id"] for r in rows) == sorted(p.mastodon_id for p in fake.posts)
     assert all(r["status"] == "ok" and r["verdict"] for r in rows)
     assert "queue depth 0" in w.progress_line()
+
+
+def test_watch_queue_fetches_a_pages_images_concurrently_and_hands_each_post_over_once(
+    qsettings, worker_factory, tmp_path
+):
+    """A backfill of 12 posts whose images each take 0.3 s to serve: downloaded a few at a
+    time (within the bound), each image fetched once, each post stored and scored once."""
+    fake = FakePlatforms(media_latency_s=0.3)
+    settings = qsettings.model_copy(update={"watch_fetch_concurrency": 4})
+    try:
+        worker_factory(settings)
+        fake.publish(n=6)
+        fake.publish(BACKLASH_CAPTION, RED, n=6)
+        stop = threading.Event()
+        client = ApiClient(FetchPolicy.from_settings(settings), "mastodon", wait=stop.wait)
+        source = MastodonSource(client, "myNYPD", fake.url)
+        out = tmp_path / "v.jsonl"
+        w = Watcher(settings, source, WatchOptions(every_s=0.3, queue=True, out=out),
+                    Console(stderr=True, width=200), stop=stop)  # fmt: skip
+        run = Running(w)
+        try:
+            wait_for(lambda: w.totals.posts == 12, 120, "the 12 posts scored by the worker")
+            time.sleep(1.0)  # more polls: nothing handed over again
+        finally:
+            totals = run.stop()
+    finally:
+        fake.close()
+    assert totals.ok == 12 and totals.failed == 0
+    assert fake.media_hits == 12  # one download per post (the worker reads the stored blob)
+    assert 2 <= fake.media_max_in_flight <= 4
+    db = open_database(settings, upgrade=False)
+    try:
+        assert repo.status_counts(db) == {"done": 12}
+    finally:
+        db.dispose()
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["post_id"] for r in rows) == sorted(p.mastodon_id for p in fake.posts)

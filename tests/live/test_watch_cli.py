@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def test_kill_9_at_three_random_points_then_restart_every_post_has_one_verdict(t
             while proc.poll() is None and time.monotonic() < deadline:
                 if publisher is None and _has_cursor(tmp_path):
                     # The campaign starts once a watcher has anchored its cursor: posts from
-                    # before the first watch are not this test's business (one page is).
+                    # before the first watch are not this test's business (the backfill is).
                     publisher = fake.schedule(plan)
                 if round_ and sum(_verdicts(tmp_path).values()) >= target:
                     break
@@ -230,3 +231,129 @@ def _iso(t: float) -> str:
     from tests.support.fake_platforms import iso
 
     return iso(t)
+
+
+@pytest.mark.timeout(300)
+def test_watch_for_stops_by_itself_and_a_restart_continues_from_the_cursor(tmp_path, env):
+    fake = FakePlatforms()
+    try:
+        early = fake.publish(n=2)
+        # A poll interval far longer than --for: the deadline must cut the wait short.
+        cmd = _cmd("watch", "--mastodon", fake.url, "--tag", "myNYPD", "--every", "20s",
+                   "--for", "3s", "--allow-private-network")  # fmt: skip
+        first = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=120)  # fmt: skip
+        ended = time.time()
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert "from the newest posts" in first.stderr and "cursor saved" in first.stderr
+        polls = fake.api_requests("/api/")
+        # Generous: it stops about 3 s after it started polling, long before the 20 s poll.
+        assert ended - polls[0].at < 15, f"ran {ended - polls[0].at:.1f} s with --for 3s"
+        assert set(_verdicts(tmp_path)) == {p.mastodon_id for p in early}
+
+        late = fake.publish(BACKLASH_CAPTION, RED, n=3)  # published while nobody watched
+        cmd = _cmd("watch", "--mastodon", fake.url, "--tag", "myNYPD", "--every", "0.5s",
+                   "--for", "3s", "--allow-private-network")  # fmt: skip
+        second = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "from the saved cursor" in second.stderr
+        assert "3 posts stored" in second.stderr  # only the new ones
+    finally:
+        fake.close()
+    verdicts = _verdicts(tmp_path)
+    assert set(verdicts) == {p.mastodon_id for p in early + late}
+    assert all(n == 1 for n in verdicts.values())
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of a Prometheus text exposition (labels in any order)."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, rest = head.partition("{")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if sample == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+@pytest.mark.timeout(300)
+def test_metrics_port_serves_the_lag_figures_of_the_posts_scored(tmp_path, env):
+    import urllib.request
+
+    from tests.support.infra import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    fake = FakePlatforms()
+    watch = None
+    try:
+        fake.publish(n=2)
+        watch = subprocess.Popen(
+            _cmd("watch", "--mastodon", fake.url, "--tag", "myNYPD", "--every", EVERY,
+                 "--allow-private-network", "--metrics-port", str(port)),
+            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: len(_verdicts(tmp_path)) == 2, 60, "the first posts stored")
+        fake.publish(BACKLASH_CAPTION, RED, n=3)
+        wait_for(lambda: len(_verdicts(tmp_path)) == 5, 60, "the new posts stored")
+
+        def scrape() -> str:
+            return urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - loopback
+
+        labels = {"platform": "mastodon", "query": "mynypd"}
+        # The figures follow the commit (a poll's verdicts are counted right after it).
+        wait_for(lambda: _metric(scrape(), "backfire_watch_posts_total", outcome="ok",
+                                 **labels) == 5, 30, "5 posts in the metrics")  # fmt: skip
+        text = scrape()
+    finally:
+        if watch is not None:
+            watch.send_signal(signal.SIGINT)
+            _out, err = watch.communicate(timeout=60)
+        fake.close()
+    assert watch.returncode == 0, err[-3000:]
+    assert f"Metrics on {url}" in err
+    for since in ("created", "seen"):
+        assert _metric(text, "backfire_watch_lag_seconds_count", since=since, **labels) == 5
+        assert _metric(text, "backfire_watch_lag_seconds_sum", since=since, **labels) is not None
+    assert _metric(text, "backfire_watch_posts_total", outcome="failed", **labels) in (None, 0)
+    assert (_metric(text, "backfire_watch_polls_total", **labels) or 0) >= 2
+    assert _metric(text, "backfire_watch_behind", **labels) == 0
+    assert _metric(text, "backfire_watch_last_poll_timestamp_seconds", **labels)
+
+
+@pytest.mark.timeout(300)
+def test_replay_speed_runs_the_posts_clock_faster(tmp_path, env):
+    """`--speed 60` on posts spanning 60 s of their own time: about 1 s of wall time, and the
+    crossing is announced as the simulated clock reaches it."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import image_bytes
+
+    red, green = tmp_path / "red.jpg", tmp_path / "green.jpg"
+    red.write_bytes(image_bytes(RED))
+    green.write_bytes(image_bytes(GREEN))
+    t0 = datetime(2014, 4, 22, 16, 0, tzinfo=UTC)
+    kinds = [False] * 6 + [True] * 7  # 13 posts, 5 s apart: 60 s from the first to the last
+    rows = [{"post_id": f"p{i:02d}", "image": str(red if b else green), "hashtag": "myNYPD",
+             "caption": BACKLASH_CAPTION if b else SUPPORTIVE_CAPTION,
+             "created_at": (t0 + timedelta(seconds=5 * i)).isoformat().replace("+00:00", "Z")}
+            for i, b in enumerate(kinds)]  # fmt: skip
+    export = tmp_path / "posts.jsonl"
+    export.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = subprocess.run(
+        _cmd("replay", str(export), "--speed", "60", "--alert-share", "0.4", "--window", "30m",
+             "--min-posts", "5", "--json"),
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    timeline = json.loads(res.stdout)
+    assert timeline["posts"] == 13
+    # The clock: 60 s of posts at 60x take at least 1 s (bounded loosely above: a busy
+    # machine scores slower, but nowhere near the posts' own 60 s).
+    assert 0.95 <= timeline["seconds"] < 30, timeline["seconds"]
+    [crossing] = timeline["crossings"]
+    assert crossing["after_first_post"] == "+0m45"  # the 4th backlash post: 4 of 10
+    assert "would warn now (16:00:45 UTC): 40% backlash" in res.stderr

@@ -204,3 +204,84 @@ def test_bluesky_session_metrics_and_a_live_report(platforms, live_settings, col
     html = report.read_text()
     assert "#myNYPD (live)" in html and "Backlash share over time" in html
     assert [p.name for p in report.parent.iterdir()] == ["report.html"]  # no half-written file
+
+
+@pytest.mark.parametrize("platform", ["mastodon", "bluesky", "twitter"])
+def test_first_watch_backfills_several_pages_oldest_first_once_each(platform, platforms,
+                                                                    live_settings,
+                                                                    colour_pipeline):  # fmt: skip
+    """Posts already there when a query is first watched: the `backfill` newest are scored
+    (five pages of 10 here), oldest first, once each; older ones are left alone, and posts
+    published afterwards follow."""
+    # A millisecond apart: a post sharing the instant of the oldest one backfilled would be
+    # scored too (Bluesky's `since` is a time, inclusive), and this test counts exactly.
+    t0 = time.time() - 60
+    too_old = [p for i in range(12) for p in platforms.publish(created=t0 + i * 0.01)]
+    there = [p for i in range(50)
+             for p in platforms.publish(BACKLASH_CAPTION, RED, created=t0 + 1 + i * 0.01)]
+    run = _watch(platform, platforms, live_settings, colour_pipeline, limit=10, backfill=50)
+    try:
+        wait_for(lambda: len(_stored(live_settings)) == 50, 60, "the backfill stored")
+        time.sleep(0.5)  # a few more polls: nothing older, nothing again
+        after = platforms.publish(n=3)
+        wait_for(lambda: len(_stored(live_settings)) == 53, 30, "the new posts stored")
+    finally:
+        run.stop()
+    rows = _stored(live_settings)
+    assert [pid for pid, _, _ in rows] == [p.post_id(platform) for p in there + after]
+    assert all(n == 1 for _, _, n in rows)
+    assert not {p.post_id(platform) for p in too_old} & {pid for pid, _, _ in rows}
+    assert len([r for r in platforms.requests if r.status == 200]) >= 5  # more than one page
+
+
+def test_backfill_0_scores_only_posts_published_after_the_start(platforms, live_settings,
+                                                                colour_pipeline):  # fmt: skip
+    platforms.publish(n=4)
+    run = _watch("bluesky", platforms, live_settings, colour_pipeline, backfill=0)
+    try:
+        wait_for(lambda: len(platforms.api_requests("/xrpc/")) >= 2, 30, "the first polls")
+        new = platforms.publish(BACKLASH_CAPTION, RED, n=2)
+        wait_for(lambda: len(_stored(live_settings)) == 2, 30, "the new posts stored")
+        time.sleep(0.5)
+    finally:
+        run.stop()
+    assert [pid for pid, _, _ in _stored(live_settings)] == [p.post_id("bluesky") for p in new]
+
+
+@pytest.mark.parametrize("platform", ["mastodon", "bluesky", "twitter"])
+def test_posts_of_one_instant_across_page_boundaries_are_scored_once_each(platform, platforms,
+                                                                          live_settings,
+                                                                          colour_pipeline):
+    """25 posts sharing one created_at (and indexedAt) published between two polls span three
+    pages of 10; 5 more of that very instant arrive later. None is skipped, none scored twice:
+    the cursors hold ids (Bluesky: the instant plus the URIs seen at it), not only a time."""
+    platforms.publish(n=1)
+    stop = threading.Event()
+    source = _source(platform, platforms, live_settings, stop, limit=10)
+    yielded: list[str] = []  # what the poller handed over: a post read twice shows here
+    poll = source.poll
+
+    def recording_poll(cursor):  # noqa: ANN001, ANN202
+        for batch in poll(cursor):
+            yielded.extend(p.post_id for p in batch.posts)
+            yield batch
+
+    source.poll = recording_poll
+    run = Running(Watcher(live_settings, source, WatchOptions(every_s=0.2),
+                          Console(stderr=True, width=200), stop=stop, pipeline=colour_pipeline))
+    try:
+        wait_for(lambda: len(_stored(live_settings)) == 1, 30, "the first post stored")
+        instant = time.time()
+        platforms.publish(BACKLASH_CAPTION, RED, n=25, created=instant)
+        wait_for(lambda: len(_stored(live_settings)) == 26, 30, "the 25 posts of one instant")
+        time.sleep(0.5)
+        platforms.publish(n=5, created=instant)
+        wait_for(lambda: len(_stored(live_settings)) == 31, 30, "5 more of the same instant")
+        time.sleep(0.6)  # more polls: nothing scored again
+    finally:
+        run.stop()
+    rows = _stored(live_settings)
+    assert sorted(pid for pid, _, _ in rows) == sorted(p.post_id(platform)
+                                                       for p in platforms.posts)  # fmt: skip
+    assert all(n == 1 for _, _, n in rows)
+    assert sorted(yielded) == sorted(p.post_id(platform) for p in platforms.posts)

@@ -76,11 +76,15 @@ class Request:
 class FakePlatforms:
     def __init__(
         self, latency_s: float = 0.0, tag: str = "myNYPD",
-        images: Callable[[int], bytes] | None = None,
+        images: Callable[[int], bytes] | None = None, media_latency_s: float = 0.0,
     ) -> None:  # fmt: skip
         self.posts: list[FakePost] = []
         self.requests: list[Request] = []
         self.media_hits = 0
+        #: Each image answer waits this long; the most image requests seen in flight at once.
+        self.media_latency_s = media_latency_s
+        self.media_in_flight = 0
+        self.media_max_in_flight = 0
         self.tag = tag
         self.latency_s = latency_s
         #: Post number -> its JPEG (a benchmark's distinct photos); default one per colour.
@@ -118,12 +122,14 @@ class FakePlatforms:
 
     # --- publishing ----------------------------------------------------------------------------
     def publish(
-        self, caption: str = SUPPORTIVE_CAPTION, colour: tuple[int, int, int] = GREEN, n: int = 1
+        self, caption: str = SUPPORTIVE_CAPTION, colour: tuple[int, int, int] = GREEN, n: int = 1,
+        created: float | None = None,
     ) -> list[FakePost]:
+        """`n` new posts, created now (or all at `created`: posts of one instant)."""
         with self.lock:
             out = []
             for _ in range(n):
-                p = FakePost(len(self.posts), caption, colour, time.time())
+                p = FakePost(len(self.posts), caption, colour, created or time.time())
                 self.posts.append(p)
                 out.append(p)
             return out
@@ -170,9 +176,17 @@ class FakePlatforms:
             n = int(parts.path.rsplit("/", 1)[1].split(".")[0])
             with self.lock:
                 self.media_hits += 1
+                self.media_in_flight += 1
+                self.media_max_in_flight = max(self.media_max_in_flight, self.media_in_flight)
                 colour = self.posts[n].colour
-            body = self.images(n) if self.images else self._image(colour)
-            self._send(h, 200, body, "image/jpeg")
+            try:
+                if self.media_latency_s:
+                    time.sleep(self.media_latency_s)
+                body = self.images(n) if self.images else self._image(colour)
+                self._send(h, 200, body, "image/jpeg")
+            finally:
+                with self.lock:
+                    self.media_in_flight -= 1
             return
         if self.latency_s:
             time.sleep(self.latency_s)

@@ -100,6 +100,13 @@ def watch(
         typer.Option("--max-pages", help="Catch-up pages per poll (default 25 Mastodon, 10 "
                      "Bluesky/X); a longer backlog continues at the next poll, never skipped."),
     ] = None,  # fmt: skip
+    backfill: Annotated[
+        int | None,
+        typer.Option("--backfill", envvar="BACKFIRE_WATCH_BACKFILL", min=0,
+                     help="First watch of a source and query only: score this many of the "
+                     "posts already there (the newest, oldest first; Bluesky and X in whole "
+                     "pages) before following new ones. Default 200; 0 = only new posts."),
+    ] = None,  # fmt: skip
     for_: Annotated[
         str | None, typer.Option("--for", help="Stop after this long (2h, 30m); default never.")
     ] = None,
@@ -161,6 +168,9 @@ def watch(
 
       backfire watch --mastodon mastodon.social --tag myNYPD --report report.html
       --report-every 5m --out verdicts.jsonl --for 2h
+
+      backfire watch --mastodon mastodon.social --tag myNYPD --backfill 1000
+      (the first run also scores the 1,000 newest posts already there)
     """
     from workers.live.watch import Watcher, WatchOptions, install_stop_handlers
     from workers.notify.rules import parse_window
@@ -174,6 +184,7 @@ def watch(
         batch_size=batch_size, checkpoint=checkpoint, model_name=model_name,
         pretrained=pretrained, model_config_file=model_config, threads=threads,
         allow_private_network=allow_private_network or None, offline=offline or None,
+        watch_backfill=backfill,
     )  # fmt: skip
     every_s = parse_duration(every, "poll interval")
     if every_s <= 0:
@@ -215,7 +226,9 @@ def _source(
         on_wait=lambda msg: err.print(f"[yellow]{msg}[/]", soft_wrap=True),
     )  # fmt: skip
     tag = clean_hashtag(tag)
-    pages = {"max_pages": max_pages} if max_pages else {}
+    pages: dict[str, int] = {"backfill": settings.watch_backfill}
+    if max_pages:
+        pages["max_pages"] = max_pages
     if platform == "mastodon":
         from workers.sources.live.mastodon import MastodonSource
 

@@ -4,7 +4,10 @@ The cursor is `min_id`: the API then returns the statuses *immediately* newer th
 of up to 40, newest first), so paging forward with each page's newest id walks a backlog in
 order with no gap, however long the watcher was away. The `Link` header's `prev` link carries
 that id; ids are opaque strings, so it is preferred to comparing them. A new cursor is anchored
-just before the newest page (what the timeline shows now) and saved before anything is scored.
+just before the `backfill` newest statuses (found by paging back with `max_id`) and saved before
+anything is scored; the first poll then pages forward through them, oldest first. Because the
+cursor is an id, statuses sharing a `created_at` on either side of a page boundary are neither
+skipped nor read twice.
 No account is needed for public timelines; `access_token` is for instances that disable public
 previews.
 """
@@ -49,6 +52,7 @@ class MastodonSource:
         access_token: str | None = None,
         max_pages: int = 25,
         limit: int = PAGE_LIMIT,
+        backfill: int = 200,
     ) -> None:
         self.client = client
         self.tag = tag
@@ -58,6 +62,7 @@ class MastodonSource:
         self.headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
         self.max_pages = max_pages
         self.limit = limit
+        self.backfill = backfill
         self.source_key = f"mastodon:{self.base}"
         self.query_key = hashtag_key(tag)
         self.behind = False
@@ -78,20 +83,24 @@ class MastodonSource:
         return posts, newest, len(doc)
 
     def _anchor(self) -> str:
-        """A new cursor: just before the oldest status of the newest page, so the first poll
-        scores what the timeline shows now, and a watcher killed before it scored them finds
-        them again (the anchor is saved first)."""
-        doc, _ = self.client.get_json(self.url, {"limit": self.limit, "only_media": "true"},
-                                      self.headers)  # fmt: skip
-        if not isinstance(doc, list) or not doc or not isinstance(doc[-1], dict):
-            return "0"  # an empty timeline: everything that appears later is new
-        older, _ = self.client.get_json(
-            self.url, {"limit": 1, "max_id": doc[-1].get("id"), "only_media": "true"},
-            self.headers,
-        )  # fmt: skip
-        if isinstance(older, list) and older and isinstance(older[0], dict):
-            return str(older[0].get("id") or "0")
-        return "0"
+        """A new cursor: the id of the status just older than the `backfill` newest ones
+        (`min_id` is exclusive), so the first poll scores those, oldest first, and a watcher
+        killed before it scored them finds them again (the anchor is saved first). At most
+        (backfill + 1) / limit requests; a shorter timeline is read whole ("0")."""
+        wanted = self.backfill + 1
+        got, max_id = 0, None
+        while got < wanted:
+            size = min(self.limit, wanted - got)
+            doc, _ = self.client.get_json(
+                self.url, {"limit": size, "max_id": max_id, "only_media": "true"}, self.headers
+            )  # fmt: skip
+            if not isinstance(doc, list) or not doc or not isinstance(doc[-1], dict):
+                return "0"  # the timeline ends first: everything on it is backfill
+            got += len(doc)
+            max_id = str(doc[-1].get("id") or "")
+            if not max_id or len(doc) < size:
+                return "0"
+        return max_id or "0"
 
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         min_id = (cursor or {}).get("min_id")

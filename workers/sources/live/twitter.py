@@ -3,7 +3,11 @@
 `since_id` returns only tweets newer than the last one stored, newest first, paged backwards
 with `next_token`; `meta.newest_id` of the first page is where the next poll starts once the
 walk is done. A walk longer than `max_pages` is saved in the cursor and continued at the next
-poll. Media come as expansions (`attachments.media_keys`, `media.fields=url,...`) and are parsed
+poll. The cursor is a tweet id, never a time: tweets sharing a `created_at` on either side of a
+page boundary are neither skipped nor read twice. The first watch of a query backfills: it reads
+back whole pages until it holds `backfill` posts (or the search ends), saves `since_id` just
+below the oldest, then scores those pages oldest first, saving each page's newest id after it.
+Media come as expansions (`attachments.media_keys`, `media.fields=url,...`) and are parsed
 by the twarc2 reader's own page parser. The bearer token is read from an environment variable.
 """
 
@@ -41,6 +45,7 @@ class TwitterSource:
         bearer_token: str,
         max_pages: int = 10,
         limit: int = PAGE_LIMIT,
+        backfill: int = 200,
     ) -> None:
         self.client = client
         self.query = query
@@ -50,6 +55,7 @@ class TwitterSource:
         self.headers = {"Authorization": f"Bearer {bearer_token}"}
         self.max_pages = max_pages
         self.limit = limit
+        self.backfill = backfill
         self.source_key = f"twitter:{self.base}"
         self.query_key = query
         self.behind = False
@@ -66,20 +72,42 @@ class TwitterSource:
         meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
         return in_time_order([r for r in records if isinstance(r, Post)]), meta or {}
 
+    def _backfill(self) -> tuple[list[tuple[list[Post], str]], str | None]:
+        """The newest whole pages holding `backfill` posts (newest page first, each with its
+        newest tweet id) and the `since_id` below them (None: nothing found). At most
+        backfill / limit requests; with `backfill` 0, the newest id (score only what follows)."""
+        pages: list[tuple[list[Post], str]] = []
+        held, token, since = 0, None, None
+        for _ in range(max(1, -(-self.backfill // self.limit))):
+            posts, meta = self._page(None, token)
+            newest, oldest = str(meta.get("newest_id") or ""), str(meta.get("oldest_id") or "")
+            if not (newest.isdigit() and oldest.isdigit()):
+                break  # an empty page: the search ends here
+            if self.backfill <= 0:
+                return [], newest
+            pages.append((posts, newest))
+            held += len(posts)
+            since = str(int(oldest) - 1)  # since_id is exclusive; tweet ids are increasing
+            token = meta.get("next_token")
+            if held >= self.backfill or not token:
+                break
+        return pages, since
+
     def poll(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         state = dict(cursor or {})
         since: str | None = state.get("since_id")
         walk: dict[str, Any] | None = state.get("walk")
         self.behind = False
         if since is None and walk is None:
-            # A new cursor: anchored just before the newest page (what search shows now) and
-            # saved before anything is scored; tweet ids are increasing integers.
-            _posts, meta = self._page(None, None)
-            oldest = str(meta.get("oldest_id") or "")
-            if not oldest.isdigit():
+            # A new cursor: anchored just below the backfill and saved before anything is
+            # scored; then the backfill pages, oldest first.
+            pages, since = self._backfill()
+            if since is None:
                 return  # nothing found yet: the next poll anchors again
-            since = str(int(oldest) - 1)
             yield Batch([], {"since_id": since, "walk": None})
+            for posts, newest in reversed(pages):
+                since = newest
+                yield Batch(posts, {"since_id": since, "walk": None})
         token = walk.get("next_token") if walk else None
         top = walk.get("newest_id") if walk else None
         for _ in range(self.max_pages):
