@@ -78,6 +78,27 @@ def distinct_photos(folder: Path, n: int) -> list[bytes]:
     return out
 
 
+#: Hand-written caption shapes of campaign replies (20-35 tokens, like the police-stance tweets'
+#: average), made distinct per post by its number: caption scoring costs what real captions do.
+CAPTIONS = [
+    "Thank you officers for keeping our block safe at the street fair today, photo {k} #myNYPD",
+    "This is what community policing looks like in my neighbourhood, great job everyone ({k}) "
+    "#myNYPD",
+    "Four cops on one kid for a turnstile, picture {k}, is this the friendly photo you wanted? "
+    "#myNYPD",
+    "Nothing says serve and protect like pepper spray at a peaceful march, shot {k} #myNYPD",
+    "Officer helped my grandmother cross Flatbush this morning, wholesome moment number {k} "
+    "#myNYPD",
+    "Free delivery to the precinct with every stop and frisk, only at #myNYPD, number {k}",
+    "Here is my photo with the NYPD: batons out at Union Square last night ({k}) #myNYPD",
+    "Kids meeting the mounted unit at the park, they loved the horses, picture {k} #myNYPD",
+]
+
+
+def caption(k: int) -> str:
+    return CAPTIONS[k % len(CAPTIONS)].format(k=k)
+
+
 def write_twarc2(path: Path, n_posts: int, repost_share: float, port: int, seed: int) -> int:
     """Pages of 100 tweets; `repost_share` of them retweet an earlier original. Returns the
     number of originals (= pictures)."""
@@ -92,19 +113,19 @@ def write_twarc2(path: Path, n_posts: int, repost_share: float, port: int, seed:
                     oid = rng.choice(originals)
                     k = int(oid) - 10_000_000
                     data.append({
-                        "id": tid, "text": f"RT @user{k}: photo {k} #myNYPD", "author_id": "2",
+                        "id": tid, "text": f"RT @user{k}: {caption(k)}", "author_id": "2",
                         "referenced_tweets": [{"type": "retweeted", "id": oid}],
                         "attachments": {"media_keys": [f"3_{oid}"]},
                     })  # fmt: skip
                     tweets.append({
-                        "id": oid, "text": f"photo {k} #myNYPD", "author_id": "1",
+                        "id": oid, "text": caption(k), "author_id": "1",
                         "attachments": {"media_keys": [f"3_{oid}"]},
                     })  # fmt: skip
                     media.append({"media_key": f"3_{oid}", "type": "photo",
                                   "url": f"http://127.0.0.1:{port}/media/{k}.jpg"})
                 else:
                     originals.append(tid)
-                    data.append({"id": tid, "text": f"photo {i} #myNYPD", "author_id": "1",
+                    data.append({"id": tid, "text": caption(i), "author_id": "1",
                                  "attachments": {"media_keys": [f"3_{tid}"]}})
                     media.append({"media_key": f"3_{tid}", "type": "photo",
                                   "url": f"http://127.0.0.1:{port}/media/{i}.jpg"})
