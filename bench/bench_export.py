@@ -67,7 +67,8 @@ def make_images(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
 def distinct_photos(folder: Path, n: int) -> list[bytes]:
     """n JPEGs cycling through `folder`'s, each with its own comment segment after the SOI
     marker: the same decode cost as the photo, a different sha256 (no image reuse)."""
-    photos = [p.read_bytes() for p in sorted(folder.glob("*.jp*g"))]
+    # Only real JPEGs (a few files named .jpg are not): the comment segment needs the SOI marker.
+    photos = [b for p in sorted(folder.glob("*.jp*g")) if (b := p.read_bytes())[:2] == b"\xff\xd8"]
     if not photos:
         raise SystemExit(f"no JPEG in {folder}")
     out = []
