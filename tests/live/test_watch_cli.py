@@ -266,6 +266,29 @@ def test_watch_for_stops_by_itself_and_a_restart_continues_from_the_cursor(tmp_p
     assert all(n == 1 for n in verdicts.values())
 
 
+def test_watch_backfill_option_scores_exactly_that_many_of_the_newest_earlier_posts(
+    tmp_path, env
+):
+    fake = FakePlatforms()
+    try:
+        earlier = fake.publish(n=30)  # before the first watch of this tag
+        cmd = _cmd("watch", "--mastodon", fake.url, "--tag", "myNYPD", "--every", "0.5s",
+                   "--for", "3s", "--backfill", "12", "--allow-private-network")  # fmt: skip
+        run = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        bad = subprocess.run(_cmd("watch", "--mastodon", fake.url, "--tag", "myNYPD",
+                                  "--backfill", "-1", "--allow-private-network"),
+                             env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert bad.returncode == 2, bad.stderr[-2000:]
+    finally:
+        fake.close()
+    verdicts = _verdicts(tmp_path)
+    assert set(verdicts) == {p.mastodon_id for p in earlier[-12:]}
+    assert all(n == 1 for n in verdicts.values())
+
+
 def _metric(text: str, name: str, **labels: str) -> float | None:
     """The value of one sample of a Prometheus text exposition (labels in any order)."""
     for line in text.splitlines():
