@@ -20,6 +20,26 @@ log = logging.getLogger("backfire.api")
 WINDOW_S = 60
 
 
+async def _count_in_window(
+    client: redis.asyncio.Redis, key_base: str, what: str
+) -> tuple[int, float] | None:
+    """Count one more in this minute's fixed window of `key_base` (INCR + EXPIRE in one round
+    trip): (the window's count, when it ends), or None while Redis is down: the caller then
+    fails open."""
+    now = time.time()
+    window = int(now // WINDOW_S)
+    key = f"{key_base}:{window}"
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, WINDOW_S * 2)
+        count = int((await pipe.execute())[0])
+    except redis.RedisError as e:
+        log.warning("%s unavailable (failing open): %s", what, e)
+        return None
+    return count, float((window + 1) * WINDOW_S)
+
+
 class RateLimiter:
     def __init__(self, client: redis.asyncio.Redis, prefix: str, per_minute: int) -> None:
         self.client = client
@@ -30,19 +50,13 @@ class RateLimiter:
         """Count one request for `key_id`; raises `RateLimited` past the limit."""
         if self.per_minute <= 0:
             return
-        now = time.time()
-        window = int(now // WINDOW_S)
-        key = f"{self.prefix}:rl:{key_id}:{window}"
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_S * 2)
-            count = int((await pipe.execute())[0])
-        except redis.RedisError as e:
-            log.warning("rate limiter unavailable (failing open): %s", e)
+        counted = await _count_in_window(self.client, f"{self.prefix}:rl:{key_id}",
+                                         "rate limiter")  # fmt: skip
+        if counted is None:
             return
+        count, ends = counted
         if count > self.per_minute:
-            retry_after = max(1, math.ceil((window + 1) * WINDOW_S - now))
+            retry_after = max(1, math.ceil(ends - time.time()))
             raise RateLimited(
                 f"This API key made more than {self.per_minute} requests this minute; "
                 f"retry in {retry_after} s.",
@@ -101,19 +115,13 @@ class AuthFailureLimiter:
         """Count one refused key from `address`; raises `TooManyAuthFailures` past the limit."""
         if self.per_minute <= 0:
             return
-        now = time.time()
-        window = int(now // WINDOW_S)
-        key = f"{self.prefix}:af:{address}:{window}"
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_S * 2)
-            count = int((await pipe.execute())[0])
-        except redis.RedisError as e:
-            log.warning("auth-failure limiter unavailable (failing open): %s", e)
+        counted = await _count_in_window(self.client, f"{self.prefix}:af:{address}",
+                                         "auth-failure limiter")  # fmt: skip
+        if counted is None:
             return
+        count, until = counted
         if count > self.per_minute:
-            until = float((window + 1) * WINDOW_S)
+            now = time.time()
             if len(self._blocked) > 100_000:  # bounded memory: drop the ended blocks first
                 self._blocked = {a: t for a, t in self._blocked.items() if t > now}
                 if len(self._blocked) > 100_000:
