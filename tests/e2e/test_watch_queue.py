@@ -21,17 +21,22 @@ from workers.store import open_database
 from workers.store import posts as repo
 
 
+def _queue_watcher(settings, fake: FakePlatforms, out) -> Watcher:
+    """A `watch --queue` of #myNYPD on the fake Mastodon, polling every 0.3 s, rows to `out`."""
+    stop = threading.Event()
+    client = ApiClient(FetchPolicy.from_settings(settings), "mastodon", wait=stop.wait)
+    source = MastodonSource(client, "myNYPD", fake.url)
+    return Watcher(settings, source, WatchOptions(every_s=0.3, queue=True, out=out),
+                   Console(stderr=True, width=200), stop=stop)  # fmt: skip
+
+
 def test_watch_queue_hands_posts_to_the_workers(qsettings, worker_factory, tmp_path):
     fake = FakePlatforms()
     try:
         worker_factory(qsettings)
         fake.publish(n=2)
-        stop = threading.Event()
-        client = ApiClient(FetchPolicy.from_settings(qsettings), "mastodon", wait=stop.wait)
-        source = MastodonSource(client, "myNYPD", fake.url)
         out = tmp_path / "v.jsonl"
-        w = Watcher(qsettings, source, WatchOptions(every_s=0.3, queue=True, out=out),
-                    Console(stderr=True, width=200), stop=stop)  # fmt: skip
+        w = _queue_watcher(qsettings, fake, out)
         run = Running(w)
         try:
             wait_for(lambda: w.totals.posts == 2, 120, "the first posts scored by the worker")
@@ -65,12 +70,8 @@ def test_watch_queue_fetches_a_pages_images_concurrently_and_hands_each_post_ove
         worker_factory(settings)
         fake.publish(n=6)
         fake.publish(BACKLASH_CAPTION, RED, n=6)
-        stop = threading.Event()
-        client = ApiClient(FetchPolicy.from_settings(settings), "mastodon", wait=stop.wait)
-        source = MastodonSource(client, "myNYPD", fake.url)
         out = tmp_path / "v.jsonl"
-        w = Watcher(settings, source, WatchOptions(every_s=0.3, queue=True, out=out),
-                    Console(stderr=True, width=200), stop=stop)  # fmt: skip
+        w = _queue_watcher(settings, fake, out)
         run = Running(w)
         try:
             wait_for(lambda: w.totals.posts == 12, 120, "the 12 posts scored by the worker")
